@@ -1,0 +1,63 @@
+# pgshard: `make demo` runs the walkthrough on a local cluster, `make test` runs every test.
+# Every target installs what it needs on a fresh Debian machine (as root, or with sudo).
+
+PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+PGRX_VERSION := 0.18.1
+DEB_PACKAGES := postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config sudo
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PSQL := $(dir $(PG_CONFIG))psql
+
+.PHONY: deps build install cluster cluster-stop cluster-clean demo test unit regress
+
+## deps: Debian packages, cargo-pgrx $(PGRX_VERSION), and pgrx pointed at the system PostgreSQL 15
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	@if [ "$$(cargo pgrx --version 2>/dev/null)" != "cargo-pgrx $(PGRX_VERSION)" ]; then \
+	  cargo install cargo-pgrx --version $(PGRX_VERSION) --locked; \
+	fi
+	@grep -qs '^pg15 = "$(PG_CONFIG)"' $(HOME)/.pgrx/config.toml || cargo pgrx init --pg15 $(PG_CONFIG)
+
+## build: release build of the extension, packaged under target/
+build: deps
+	cargo pgrx package --pg-config $(PG_CONFIG)
+
+## install: copy the packaged files into PostgreSQL's directories. `install` replaces each file
+## with a new inode, so servers that have the old library mapped keep running safely.
+install: build
+	@pkg=target/release/pgshard-pg15; \
+	libdir=$$($(PG_CONFIG) --pkglibdir); extdir=$$($(PG_CONFIG) --sharedir)/extension; \
+	$(SUDO) install -m 755 $$pkg$$libdir/pgshard.so $$libdir/pgshard.so && \
+	$(SUDO) install -m 644 $$pkg$$extdir/pgshard.control $$pkg$$extdir/pgshard--*.sql $$extdir/ && \
+	echo "installed pgshard into $$libdir and $$extdir"
+
+## cluster: install, then start (or restart) the local cluster and register its workers
+cluster: install
+	tests/cluster.sh start
+
+## cluster-stop: stop every server of the local cluster
+cluster-stop:
+	tests/cluster.sh stop
+
+## cluster-clean: stop the local cluster and delete its data
+cluster-clean:
+	tests/cluster.sh clean
+
+## demo: the walkthrough of sql/demo.sql on the local cluster
+demo: cluster
+	$(PSQL) -X -h 127.0.0.1 -p $${PGSHARD_PORT:-55432} -U postgres -d pgshard -v ON_ERROR_STOP=1 -f sql/demo.sql
+
+## unit: Rust unit tests of the server-independent crates
+unit: deps
+	cargo test -p pgshard-core
+
+## regress: pg_regress suites against a fresh cluster on their own ports
+regress: install
+	tests/regress.sh
+
+## test: every test
+test: unit regress

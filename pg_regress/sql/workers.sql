@@ -1,0 +1,71 @@
+--
+-- The worker registry: add_worker, remove_worker, the workers view.
+--
+-- The cluster registered two workers.
+SELECT name, host, port - :coordinator_port AS port_offset, dbname FROM pgshard.workers;
+\set w1 'host=127.0.0.1 user=postgres port=' :worker_1_port
+\set w2 'host=127.0.0.1 user=postgres port=' :worker_2_port
+-- A second database on worker 1 serves as a new worker.
+SELECT success FROM pgshard.run_command_on_workers('SELECT 1');
+\c pgshard - 127.0.0.1 :worker_1_port
+CREATE DATABASE regress_extra;
+CREATE DATABASE regress_secret;
+CREATE ROLE regress_password_user LOGIN PASSWORD 'right-password';
+\c pgshard - 127.0.0.1 :coordinator_port
+SELECT pgshard.add_worker('w3', :'w1' || ' dbname=regress_extra') > 0 AS added;
+SELECT name, host, port - :coordinator_port AS port_offset, dbname FROM pgshard.workers ORDER BY name;
+SELECT name FROM pgshard.check_workers() WHERE reachable ORDER BY name;
+-- Duplicate name.
+SELECT pgshard.add_worker('w3', :'w2' || ' dbname=pgshard');
+-- The same server and database registered twice.
+SELECT pgshard.add_worker('w1_again', :'w1' || ' dbname=pgshard');
+-- Nothing listens there.
+SELECT pgshard.add_worker('w_down', 'host=127.0.0.1 port=1 dbname=pgshard user=postgres');
+-- Wrong database.
+SELECT pgshard.add_worker('w_nodb', :'w1' || ' dbname=no_such_database');
+-- Authentication failure.
+SELECT pgshard.add_worker('w_auth', 'host=127.0.0.1 port=' || :worker_1_port || ' dbname=regress_secret user=regress_password_user password=wrong-password');
+-- Bad conninfo and bad names.
+SELECT pgshard.add_worker('w_bad', 'host=127.0.0.1 no_such_option=1');
+SELECT pgshard.add_worker('w_bad', 'host=127.0.0.1 port=notaport');
+-- (The resolver's own wording varies between machines; only the start is shown.)
+DO $$
+BEGIN
+  PERFORM pgshard.add_worker('w_bad', 'host=no-such-host.invalid');
+EXCEPTION WHEN sqlclient_unable_to_establish_sqlconnection THEN
+  RAISE NOTICE '%', substring(SQLERRM FROM '^[^:]*: [^:]*');
+END $$;
+SELECT pgshard.add_worker('w_nohost', 'dbname=pgshard');
+SELECT pgshard.add_worker('bad name', :'w1' || ' dbname=pgshard');
+SELECT pgshard.add_worker('', :'w1' || ' dbname=pgshard');
+-- None of the failures recorded anything.
+SELECT name FROM pgshard.workers ORDER BY name;
+-- A worker reached with a password; the password stays in the superuser-only catalog.
+SELECT pgshard.add_worker('w_pw', 'host=127.0.0.1 port=' || :worker_1_port || ' dbname=regress_secret user=regress_password_user password=right-password') > 0 AS added;
+SELECT name, reachable FROM pgshard.check_workers() WHERE name = 'w_pw';
+SELECT count(*) AS conninfos_with_password FROM pgshard.worker WHERE conninfo LIKE '%password=%';
+-- A non-superuser sees where workers are, never their conninfo, and cannot change them.
+CREATE ROLE regress_plain;
+SET ROLE regress_plain;
+SELECT name, host, dbname FROM pgshard.workers ORDER BY name;
+SELECT count(*) FROM pgshard.workers WHERE row(workers.*)::text LIKE '%password%';
+SELECT conninfo FROM pgshard.worker;
+SELECT pgshard.add_worker('w_sneaky', 'host=127.0.0.1 port=1');
+SELECT pgshard.remove_worker('w3');
+SELECT * FROM pgshard.check_workers();
+SELECT * FROM pgshard.run_command_on_workers('SELECT 1');
+RESET ROLE;
+-- remove_worker
+SELECT pgshard.remove_worker('w_pw');
+SELECT pgshard.remove_worker('w3');
+SELECT pgshard.remove_worker('w3');
+SELECT name FROM pgshard.workers ORDER BY name;
+-- A removed name can be used again.
+SELECT pgshard.add_worker('w3', :'w1' || ' dbname=regress_extra') > 0 AS added;
+SELECT pgshard.remove_worker('w3');
+DROP ROLE regress_plain;
+\c pgshard - 127.0.0.1 :worker_1_port
+DROP DATABASE regress_extra WITH (FORCE);
+DROP DATABASE regress_secret WITH (FORCE);
+DROP ROLE regress_password_user;
+\c pgshard - 127.0.0.1 :coordinator_port

@@ -1,0 +1,26 @@
+//! Settings (GUCs) of pgshard, registered in `_PG_init`.
+
+use std::time::Duration;
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+/// `pgshard.connect_timeout`: how long to wait for a worker to accept a connection and answer
+/// its startup, so that a dead host cannot hang a statement.
+static CONNECT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5000);
+
+pub fn register() {
+    GucRegistry::define_int_guc(
+        c"pgshard.connect_timeout",
+        c"Time allowed to connect to a worker, including its startup handshake.",
+        c"A worker that does not complete a connection in this time is reported unreachable.",
+        &CONNECT_TIMEOUT_MS,
+        1,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+}
+
+pub fn connect_timeout() -> Duration {
+    Duration::from_millis(CONNECT_TIMEOUT_MS.get().max(1) as u64)
+}

@@ -1,0 +1,56 @@
+//! pgshard: makes this PostgreSQL server the coordinator of a sharded, encrypted database.
+//!
+//! The crate is a thin shell: PostgreSQL glue lives here, decision logic lives in the
+//! `pgshard-core` crate where it is unit-tested without a server.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pgrx::prelude::*;
+
+mod error;
+mod guc;
+mod metadata;
+mod remote;
+mod workers;
+
+::pgrx::pg_module_magic!(name, version);
+
+/// Set when `_PG_init` ran from `shared_preload_libraries`. Backends forked from the postmaster
+/// inherit it; a backend that loads the library later (CREATE EXTENSION without preload) sees
+/// `false`.
+static LOADED_AT_STARTUP: AtomicBool = AtomicBool::new(false);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    // SAFETY: a plain global the server sets while it loads preload libraries.
+    let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
+    LOADED_AT_STARTUP.store(preloading, Ordering::Relaxed);
+    guc::register();
+}
+
+/// Refuses to create the extension unless the library was preloaded: the planner, executor and
+/// transaction hooks must be in every backend from its start, or a session could read the empty
+/// coordinator tables of sharded tables and get silently wrong answers.
+#[pg_extern]
+fn ensure_preloaded() {
+    if !LOADED_AT_STARTUP.load(Ordering::Relaxed) {
+        error::PgShardError::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "pgshard must be loaded via shared_preload_libraries",
+        )
+        .hint(
+            "Add pgshard to shared_preload_libraries in postgresql.conf \
+             (shared_preload_libraries = 'pgshard'), restart the server, then run CREATE EXTENSION pgshard again.",
+        )
+        .raise()
+    }
+}
+
+extension_sql!(
+    r#"
+SELECT pgshard.ensure_preloaded();
+"#,
+    name = "preload_check",
+    requires = [ensure_preloaded],
+    finalize
+);

@@ -1,0 +1,268 @@
+//! The remote path: connections from this backend to workers over tokio-postgres.
+//!
+//! Each backend owns one current-thread tokio runtime, created on first use (never in
+//! `_PG_init`, which runs in the postmaster before it forks). Futures run only inside
+//! [`wait`], on the backend's own thread, and never call PostgreSQL functions; between polls,
+//! [`wait`] watches PostgreSQL's interrupt flags so that a query cancel or statement_timeout
+//! cancels the remote work and returns promptly.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::pin;
+use std::ptr::addr_of;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use pgrx::prelude::*;
+use tokio::runtime::Runtime;
+use tokio_postgres::{CancelToken, Client, Config, NoTls};
+
+use crate::error::PgShardError;
+use crate::guc;
+
+/// How often a wait wakes up to look at the backend's interrupt flags.
+const INTERRUPT_POLL: Duration = Duration::from_millis(10);
+
+/// A registered worker as the remote path needs it.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    pub id: i32,
+    pub name: String,
+    pub conninfo: String,
+}
+
+/// Connections are per worker and per role: a session that switches role must not reuse a
+/// connection authenticated as another.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ConnectionKey {
+    worker_id: i32,
+    user: String,
+}
+
+thread_local! {
+    static RUNTIME: Runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .expect("could not build the tokio runtime for pgshard");
+    static CONNECTIONS: RefCell<HashMap<ConnectionKey, Client>> = RefCell::new(HashMap::new());
+}
+
+/// Why a worker could not be used, with the SQLSTATE to report it under.
+#[derive(Debug)]
+pub struct RemoteError {
+    pub code: PgSqlErrorCode,
+    pub message: String,
+    /// The worker's own DETAIL, when it sent one.
+    pub detail: Option<String>,
+    pub hint: &'static str,
+}
+
+const HINT_UNREACHABLE: &str =
+    "Check that the worker is running and that its conninfo (host, port, dbname, \
+     user, password) is right; pgshard.check_workers() shows every worker's health.";
+const HINT_CONNINFO: &str = "Give a libpq-style conninfo such as \
+     'host=10.0.0.11 port=5432 dbname=app user=pgshard' or a postgresql:// URL.";
+
+impl RemoteError {
+    fn from_postgres(err: &tokio_postgres::Error, fallback: PgSqlErrorCode) -> Self {
+        match err.as_db_error() {
+            Some(db) => RemoteError {
+                code: sqlstate_code(db.code().code()).unwrap_or(fallback),
+                message: db.message().to_string(),
+                detail: db.detail().map(str::to_owned),
+                hint: HINT_UNREACHABLE,
+            },
+            None => RemoteError {
+                code: fallback,
+                message: pgshard_core::describe_error(err),
+                detail: None,
+                hint: HINT_UNREACHABLE,
+            },
+        }
+    }
+
+    pub fn timed_out(what: &str, after: Duration) -> Self {
+        RemoteError {
+            code: PgSqlErrorCode::ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+            message: format!("{what} timed out after {} ms", after.as_millis()),
+            detail: None,
+            hint: HINT_UNREACHABLE,
+        }
+    }
+
+    /// Raises this error as a PostgreSQL ERROR that names the worker.
+    pub fn raise_for(self, worker: &str, doing: &str) -> ! {
+        let error = PgShardError::new(
+            self.code,
+            format!("could not {doing} worker \"{worker}\": {}", self.message),
+        );
+        let error = match self.detail {
+            Some(detail) => error.detail(detail),
+            None => error,
+        };
+        error.hint(self.hint).raise()
+    }
+}
+
+/// Maps a five-character SQLSTATE from a worker onto pgrx's error-code enum.
+fn sqlstate_code(sqlstate: &str) -> Option<PgSqlErrorCode> {
+    pgshard_core::sqlstate::pack(sqlstate).map(PgSqlErrorCode::from)
+}
+
+/// The role a connection to a worker authenticates as: the conninfo's `user`, else the
+/// current role's name (the way libpq falls back to the local user).
+fn connection_user(config: &Config) -> String {
+    if let Some(user) = config.get_user() {
+        return user.to_string();
+    }
+    // SAFETY: GetUserNameFromId returns a palloc'd C string for a valid role oid, or errors.
+    unsafe {
+        let name = pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false);
+        std::ffi::CStr::from_ptr(name)
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+/// Builds the tokio-postgres configuration for a worker: parsed, names resolved, the role and
+/// timeouts filled in.
+pub fn worker_config(worker: &Worker) -> Result<Config, RemoteError> {
+    let mut config = pgshard_core::conninfo::parse(&worker.conninfo).map_err(|e| RemoteError {
+        code: PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        message: format!("invalid conninfo: {e}"),
+        detail: None,
+        hint: HINT_CONNINFO,
+    })?;
+    pgshard_core::conninfo::resolve_hosts(&mut config).map_err(|e| RemoteError {
+        code: PgSqlErrorCode::ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+        message: e.to_string(),
+        detail: None,
+        hint: HINT_UNREACHABLE,
+    })?;
+    let user = connection_user(&config);
+    config.user(user);
+    config.connect_timeout(guc::connect_timeout());
+    if config.get_application_name().is_none() {
+        config.application_name("pgshard");
+    }
+    Ok(config)
+}
+
+/// Opens a connection. The whole handshake (TCP connect, startup, authentication) is bounded by
+/// `pgshard.connect_timeout`: tokio-postgres bounds only the TCP connect, and a host that
+/// accepts connections but never answers must not hang the statement.
+pub async fn connect(config: Config) -> Result<Client, RemoteError> {
+    let timeout = guc::connect_timeout();
+    let attempt = async {
+        let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+            RemoteError::from_postgres(
+                &e,
+                PgSqlErrorCode::ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+            )
+        })?;
+        // The connection task runs whenever this backend waits in `wait`; it ends when the
+        // client is dropped or the server closes the socket.
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(RemoteError::timed_out("connection", timeout)),
+    }
+}
+
+/// Converts a failure of a statement sent to a worker.
+pub fn query_error(err: &tokio_postgres::Error) -> RemoteError {
+    RemoteError::from_postgres(err, PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE)
+}
+
+/// Takes the cached connection to a worker for the current role out of the cache, if any. The
+/// caller owns it while it works and gives it back with [`give_back`] when it is still healthy;
+/// one that is dropped instead (on error, or when a statement is cancelled) is closed.
+pub fn take_cached(worker: &Worker, config: &Config) -> Option<Client> {
+    let key = ConnectionKey {
+        worker_id: worker.id,
+        user: config.get_user().unwrap_or_default().to_string(),
+    };
+    CONNECTIONS
+        .with(|cache| cache.borrow_mut().remove(&key))
+        .filter(|client| !client.is_closed())
+}
+
+/// Returns a healthy connection to the cache.
+pub fn give_back(worker_id: i32, config: &Config, client: Client) {
+    if client.is_closed() {
+        return;
+    }
+    let key = ConnectionKey {
+        worker_id,
+        user: config.get_user().unwrap_or_default().to_string(),
+    };
+    CONNECTIONS.with(|cache| cache.borrow_mut().insert(key, client));
+}
+
+/// Closes every cached connection to a worker (when it is removed).
+pub fn forget_worker(worker_id: i32) {
+    CONNECTIONS.with(|cache| {
+        cache
+            .borrow_mut()
+            .retain(|key, _| key.worker_id != worker_id)
+    });
+}
+
+fn interrupt_pending() -> bool {
+    // SAFETY: plain flags set by signal handlers; read volatile, as CHECK_FOR_INTERRUPTS does.
+    unsafe { std::ptr::read_volatile(addr_of!(pg_sys::InterruptPending)) != 0 }
+}
+
+fn cancel_or_die_pending() -> bool {
+    // SAFETY: as above.
+    unsafe {
+        std::ptr::read_volatile(addr_of!(pg_sys::QueryCancelPending)) != 0
+            || std::ptr::read_volatile(addr_of!(pg_sys::ProcDiePending)) != 0
+    }
+}
+
+/// Runs `future` to completion on this backend's runtime while honouring interrupts.
+///
+/// Every few milliseconds the wait looks at the interrupt flags. On a query cancel (which is
+/// also how statement_timeout and lock_timeout arrive) or a termination request, it asks each
+/// worker behind `cancel_tokens` to cancel its running statement, then lets PostgreSQL process
+/// the interrupt, which raises the usual "canceling statement …" error; the future is dropped
+/// on the way out, closing any connection it owned.
+pub fn wait<F: Future>(future: F, cancel_tokens: &[CancelToken]) -> F::Output {
+    let mut future = pin!(future);
+    let mut cancel_sent = false;
+    RUNTIME.with(|runtime| loop {
+        let polled =
+            runtime.block_on(async { tokio::time::timeout(INTERRUPT_POLL, future.as_mut()).await });
+        match polled {
+            Ok(output) => return output,
+            Err(_) if interrupt_pending() => {
+                if !cancel_sent && cancel_or_die_pending() {
+                    cancel_sent = true;
+                    send_cancels(runtime, cancel_tokens);
+                }
+                pgrx::check_for_interrupts!();
+            }
+            Err(_) => {}
+        }
+    })
+}
+
+/// Asks the workers to cancel what they are running for us; best effort and bounded by the
+/// connect timeout, since the statement is being abandoned anyway.
+fn send_cancels(runtime: &Runtime, tokens: &[CancelToken]) {
+    if tokens.is_empty() {
+        return;
+    }
+    let timeout = guc::connect_timeout();
+    runtime.block_on(async {
+        let cancels = tokens.iter().map(|token| token.cancel_query(NoTls));
+        let _ = tokio::time::timeout(timeout, join_all(cancels)).await;
+    });
+}

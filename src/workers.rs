@@ -1,0 +1,337 @@
+//! The worker registry: `pgshard.add_worker`, `remove_worker`, `check_workers`,
+//! `run_command_on_workers`, and the catalog table and view behind them.
+
+use std::time::Instant;
+
+use futures_util::future::join_all;
+use pgrx::prelude::*;
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use crate::error::{require_superuser, spi_failed, PgShardError};
+use crate::guc;
+use crate::remote::{self, RemoteError, Worker};
+
+extension_sql!(
+    r#"
+-- The public face of pgshard.worker: where each worker is, never its password or options.
+-- The view runs with its owner's rights, so it can read the table that PUBLIC cannot.
+CREATE VIEW pgshard.workers AS
+SELECT w.name, a.host, a.port, a.dbname, w.added_at
+FROM pgshard.worker w, LATERAL pgshard.conninfo_address(w.conninfo) a
+ORDER BY w.worker_id;
+GRANT SELECT ON pgshard.workers TO PUBLIC;
+REVOKE EXECUTE ON FUNCTION pgshard.run_command_on_workers(text) FROM PUBLIC;
+"#,
+    name = "workers_view",
+    requires = [conninfo_address, run_command_on_workers]
+);
+
+/// Longest worker name accepted; names show up in errors, views and (later) shard metadata.
+const MAX_WORKER_NAME: usize = 63;
+
+/// Splits a conninfo into the parts the `pgshard.workers` view shows.
+#[pg_extern(immutable, parallel_safe)]
+fn conninfo_address(
+    conninfo: &str,
+) -> TableIterator<
+    'static,
+    (
+        name!(host, String),
+        name!(port, i32),
+        name!(dbname, Option<String>),
+    ),
+> {
+    // A conninfo in the catalog was valid when added; tolerate anything else rather than make
+    // the whole view fail.
+    let row = pgshard_core::conninfo::parse(conninfo)
+        .map(|config| pgshard_core::conninfo::public_address(&config))
+        .map(|a| (a.host, i32::from(a.port), a.dbname))
+        .unwrap_or_else(|_| (String::new(), 0, None));
+    TableIterator::once(row)
+}
+
+/// Registers a worker after checking that it can be reached and queried.
+#[pg_extern(volatile)]
+fn add_worker(name: &str, conninfo: &str) -> i32 {
+    require_superuser("add workers");
+    validate_worker_name(name);
+    if find_worker(name).is_some() {
+        PgShardError::new(
+            PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+            format!("worker \"{name}\" already exists"),
+        )
+        .hint(
+            "Choose another name, or remove the existing worker with pgshard.remove_worker first.",
+        )
+        .raise()
+    }
+
+    refuse_second_registration(name, conninfo);
+
+    // The id is not known before the insert; the check uses a provisional one and the healthy
+    // connection is cached under the real id afterwards.
+    let mut worker = Worker {
+        id: 0,
+        name: name.to_string(),
+        conninfo: conninfo.to_string(),
+    };
+    let config = remote::worker_config(&worker).unwrap_or_else(|e| e.raise_for(name, "use"));
+    let client = remote::wait(
+        async {
+            let client = remote::connect(config.clone()).await?;
+            client
+                .simple_query("SELECT 1")
+                .await
+                .map_err(|e| remote::query_error(&e))?;
+            Ok::<Client, RemoteError>(client)
+        },
+        &[],
+    )
+    .unwrap_or_else(|e| e.raise_for(name, "connect to"));
+
+    worker.id = Spi::get_one_with_args::<i32>(
+        "INSERT INTO pgshard.worker (name, conninfo) VALUES ($1, $2) RETURNING worker_id",
+        &[name.into(), conninfo.into()],
+    )
+    .unwrap_or_else(|e| spi_failed("could not record the worker", e))
+    .expect("INSERT … RETURNING returns a row");
+    remote::give_back(worker.id, &config, client);
+    worker.id
+}
+
+/// Unregisters a worker.
+#[pg_extern(volatile)]
+fn remove_worker(name: &str) {
+    require_superuser("remove workers");
+    let worker = find_worker(name).unwrap_or_else(|| raise_unknown_worker(name));
+    Spi::run_with_args(
+        "DELETE FROM pgshard.worker WHERE worker_id = $1",
+        &[worker.id.into()],
+    )
+    .unwrap_or_else(|e| spi_failed("could not remove the worker", e));
+    remote::forget_worker(worker.id);
+}
+
+/// Connects to every worker concurrently and reports its health; never raises for a worker
+/// that is down, and never waits longer than `pgshard.connect_timeout` for one.
+#[pg_extern(volatile)]
+fn check_workers() -> TableIterator<
+    'static,
+    (
+        name!(name, String),
+        name!(reachable, bool),
+        name!(server_version, Option<String>),
+        name!(latency_ms, Option<f64>),
+        name!(error, Option<String>),
+    ),
+> {
+    require_superuser("check workers");
+    let workers = all_workers();
+    let timeout = guc::connect_timeout();
+    let checks = workers.iter().map(|worker| {
+        let prepared = remote::worker_config(worker)
+            .map(|config| (remote::take_cached(worker, &config), config));
+        async move {
+            let (cached, config) = prepared?;
+            let connect_config = config.clone();
+            let check = async move {
+                // A cached connection may have died with its server; one retry on a fresh one.
+                if let Some(client) = cached {
+                    if let Ok(report) = ping(&client).await {
+                        return Ok((client, report));
+                    }
+                }
+                let client = remote::connect(connect_config).await?;
+                let report = ping(&client).await?;
+                Ok((client, report))
+            };
+            match tokio::time::timeout(timeout, check).await {
+                Ok(Ok((client, report))) => Ok((client, config, report)),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(RemoteError::timed_out("health check", timeout)),
+            }
+        }
+    });
+    let results = remote::wait(join_all(checks), &[]);
+
+    let rows: Vec<_> = workers
+        .into_iter()
+        .zip(results)
+        .map(|(worker, result)| match result {
+            Ok((client, config, (version, latency_ms))) => {
+                remote::give_back(worker.id, &config, client);
+                (worker.name, true, Some(version), Some(latency_ms), None)
+            }
+            Err(e) => (worker.name, false, None, None, Some(e.message)),
+        })
+        .collect();
+    TableIterator::new(rows)
+}
+
+/// One round trip: the worker's version and how long the query took.
+async fn ping(client: &Client) -> Result<(String, f64), RemoteError> {
+    let started = Instant::now();
+    let messages = client
+        .simple_query("SELECT current_setting('server_version')")
+        .await
+        .map_err(|e| remote::query_error(&e))?;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let version = first_value(&messages).unwrap_or_default();
+    Ok((version, latency_ms))
+}
+
+/// Runs a command on every worker, concurrently, each in its own transaction there (not atomic
+/// across workers). One row per worker: whether it succeeded, and the first column of the first
+/// row it returned, or the error message.
+#[pg_extern(volatile)]
+fn run_command_on_workers(
+    command: &str,
+) -> TableIterator<
+    'static,
+    (
+        name!(worker, String),
+        name!(success, bool),
+        name!(result, Option<String>),
+    ),
+> {
+    require_superuser("run commands on workers");
+    let workers = all_workers();
+
+    // Connect first (a cancel here only abandons connection attempts), then run with every
+    // worker's cancel token at hand so that an interrupt stops the remote statements too.
+    let connecting = workers.iter().map(|worker| {
+        let prepared = remote::worker_config(worker)
+            .map(|config| (remote::take_cached(worker, &config), config));
+        async move {
+            let (cached, config) = prepared?;
+            let client = match cached {
+                Some(client) => client,
+                None => remote::connect(config.clone()).await?,
+            };
+            Ok::<_, RemoteError>((client, config))
+        }
+    });
+    let connections: Vec<_> = remote::wait(join_all(connecting), &[])
+        .into_iter()
+        .zip(&workers)
+        .map(|(result, worker)| result.unwrap_or_else(|e| e.raise_for(&worker.name, "connect to")))
+        .collect();
+
+    let cancel_tokens: Vec<_> = connections
+        .iter()
+        .map(|(client, _)| client.cancel_token())
+        .collect();
+    let runs = connections
+        .iter()
+        .map(|(client, _)| client.simple_query(command));
+    let results = remote::wait(join_all(runs), &cancel_tokens);
+
+    let rows: Vec<_> = workers
+        .iter()
+        .zip(results)
+        .map(|(worker, result)| match result {
+            Ok(messages) => (worker.name.clone(), true, first_value(&messages)),
+            Err(e) => (
+                worker.name.clone(),
+                false,
+                Some(remote::query_error(&e).message),
+            ),
+        })
+        .collect();
+    for (worker, (client, config)) in workers.iter().zip(connections) {
+        remote::give_back(worker.id, &config, client);
+    }
+    TableIterator::new(rows)
+}
+
+fn first_value(messages: &[SimpleQueryMessage]) -> Option<String> {
+    messages.iter().find_map(|message| match message {
+        SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_owned)),
+        _ => None,
+    })?
+}
+
+fn validate_worker_name(name: &str) {
+    let well_formed = !name.is_empty()
+        && name.len() <= MAX_WORKER_NAME
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !well_formed {
+        PgShardError::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("invalid worker name \"{name}\""),
+        )
+        .hint(format!(
+            "Use 1 to {MAX_WORKER_NAME} characters from letters, digits, '_', '-' and '.'."
+        ))
+        .raise()
+    }
+}
+
+/// Two workers on the same server and database would hold each other's shards.
+fn refuse_second_registration(name: &str, conninfo: &str) {
+    let Ok(config) = pgshard_core::conninfo::parse(conninfo) else {
+        return; // reported with its cause when the connection is configured
+    };
+    let address = pgshard_core::conninfo::public_address(&config);
+    let twin = all_workers().into_iter().find(|worker| {
+        pgshard_core::conninfo::parse(&worker.conninfo)
+            .is_ok_and(|other| pgshard_core::conninfo::public_address(&other) == address)
+    });
+    if let Some(twin) = twin {
+        PgShardError::new(
+            PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+            format!("worker \"{}\" already uses the server and database that worker \"{name}\" would use", twin.name),
+        )
+        .hint("Each worker must be its own database; see pgshard.workers.")
+        .raise()
+    }
+}
+
+fn raise_unknown_worker(name: &str) -> ! {
+    PgShardError::new(
+        PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+        format!("worker \"{name}\" does not exist"),
+    )
+    .hint("SELECT name FROM pgshard.workers lists the registered workers.")
+    .raise()
+}
+
+fn find_worker(name: &str) -> Option<Worker> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT worker_id, name, conninfo FROM pgshard.worker WHERE name = $1",
+            Some(1),
+            &[name.into()],
+        )?;
+        rows.into_iter()
+            .map(|row| worker_from_row(&row))
+            .next()
+            .transpose()
+    })
+    .unwrap_or_else(|e| spi_failed("could not read pgshard.worker", e))
+}
+
+fn all_workers() -> Vec<Worker> {
+    Spi::connect(|client| {
+        client
+            .select(
+                "SELECT worker_id, name, conninfo FROM pgshard.worker ORDER BY worker_id",
+                None,
+                &[],
+            )?
+            .into_iter()
+            .map(|row| worker_from_row(&row))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .unwrap_or_else(|e| spi_failed("could not read pgshard.worker", e))
+}
+
+fn worker_from_row(row: &pgrx::spi::SpiHeapTupleData) -> Result<Worker, pgrx::spi::SpiError> {
+    Ok(Worker {
+        id: row.get::<i32>(1)?.expect("worker_id is NOT NULL"),
+        name: row.get::<String>(2)?.expect("name is NOT NULL"),
+        conninfo: row.get::<String>(3)?.expect("conninfo is NOT NULL"),
+    })
+}

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# The local pgshard cluster: one coordinator and N workers, each its own PostgreSQL 15 instance
+# on loopback, run as the `postgres` system user.
+#
+#   tests/cluster.sh start    create what is missing, (re)start every node, register workers
+#   tests/cluster.sh stop     stop every node of the cluster; no server process is left behind
+#   tests/cluster.sh clean    stop, then delete the data directories
+#
+# Environment:
+#   PGSHARD_PORT         coordinator port (default 55432); worker i listens on PGSHARD_PORT + i
+#   PGSHARD_WORKERS      number of workers (default 2)
+#   PGSHARD_CLUSTER_DIR  where the data directories live (default /tmp/pgshard-cluster-$PORT)
+#   PGSHARD_EXTRA_HBA    extra pg_hba.conf lines for the workers, placed before the trust rules
+set -euo pipefail
+
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+PORT=${PGSHARD_PORT:-55432}
+WORKERS=${PGSHARD_WORKERS:-2}
+DIR=${PGSHARD_CLUSTER_DIR:-/tmp/pgshard-cluster-$PORT}
+DB=pgshard
+
+# PostgreSQL refuses to run as root; the servers run as `postgres`. RUST_BACKTRACE is dropped so
+# that Rust backtraces never leak into error details (and into expected test output).
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then
+    runuser -u postgres -- env -u RUST_BACKTRACE "$@"
+  else
+    env -u RUST_BACKTRACE "$@"
+  fi
+}
+
+node_names() {
+  echo coordinator
+  for i in $(seq 1 "$WORKERS"); do echo "worker_$i"; done
+}
+
+node_port() {
+  case "$1" in
+    coordinator) echo "$PORT" ;;
+    worker_*) echo $((PORT + ${1#worker_})) ;;
+  esac
+}
+
+psql_node() {
+  local port=$1; shift
+  as_pg "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres "$@"
+}
+
+write_config() {
+  local name=$1 data=$2 port
+  port=$(node_port "$name")
+  {
+    echo "# written by tests/cluster.sh on every start"
+    echo "port = $port"
+    echo "listen_addresses = '127.0.0.1'"
+    echo "unix_socket_directories = '$DIR'"
+    echo "max_connections = 200"
+    echo "max_prepared_transactions = 100"
+    echo "logging_collector = off"
+    if [ "$name" = coordinator ]; then
+      echo "shared_preload_libraries = 'pgshard'"
+    fi
+  } > "$data/pgshard_cluster.conf"
+  grep -q "^include_if_exists = 'pgshard_cluster.conf'" "$data/postgresql.conf" ||
+    echo "include_if_exists = 'pgshard_cluster.conf'" >> "$data/postgresql.conf"
+  {
+    echo "# written by tests/cluster.sh on every start"
+    echo "local all all trust"
+    if [ "$name" != coordinator ] && [ -n "${PGSHARD_EXTRA_HBA:-}" ]; then
+      printf '%s\n' "$PGSHARD_EXTRA_HBA"
+    fi
+    echo "host all all 127.0.0.1/32 trust"
+    echo "host all all ::1/128 trust"
+  } > "$data/pg_hba.conf"
+  chown postgres: "$data/pgshard_cluster.conf" "$data/pg_hba.conf" 2>/dev/null || true
+}
+
+start_node() {
+  local name=$1 data="$DIR/$1"
+  if [ ! -f "$data/PG_VERSION" ]; then
+    as_pg "$PG_BIN/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+  fi
+  write_config "$name" "$data"
+  if as_pg "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    # Restart so that a freshly installed pgshard library and the settings above take effect.
+    as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$data/server.log" -w -m fast restart >/dev/null
+  else
+    as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$data/server.log" -w start >/dev/null
+  fi
+}
+
+stop_node() {
+  local data="$DIR/$1" pid
+  [ -f "$data/postmaster.pid" ] || return 0
+  pid=$(head -n 1 "$data/postmaster.pid")
+  # A test may have paused a node (SIGSTOP) to simulate a hung host; a paused server cannot
+  # act on a shutdown request.
+  kill -CONT "$pid" 2>/dev/null || true
+  pkill -CONT -P "$pid" 2>/dev/null || true
+  as_pg "$PG_BIN/pg_ctl" -D "$data" -w -t 30 -m fast stop >/dev/null 2>&1 ||
+    as_pg "$PG_BIN/pg_ctl" -D "$data" -w -m immediate stop >/dev/null 2>&1 || true
+}
+
+start() {
+  mkdir -p "$DIR"
+  chown postgres: "$DIR" 2>/dev/null || true
+  for name in $(node_names); do
+    start_node "$name"
+    local port
+    port=$(node_port "$name")
+    if [ -z "$(psql_node "$port" -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'")" ]; then
+      psql_node "$port" -d postgres -c "CREATE DATABASE $DB"
+    fi
+  done
+  psql_node "$PORT" -d "$DB" -c "CREATE EXTENSION IF NOT EXISTS pgshard"
+  for i in $(seq 1 "$WORKERS"); do
+    psql_node "$PORT" -d "$DB" -tAc "
+      SELECT pgshard.add_worker('w$i', 'host=127.0.0.1 port=$((PORT + i)) dbname=$DB user=postgres')
+      WHERE NOT EXISTS (SELECT FROM pgshard.workers WHERE name = 'w$i')" >/dev/null
+  done
+  echo "pgshard cluster is up: coordinator on 127.0.0.1:$PORT, $WORKERS workers on ports $((PORT + 1))-$((PORT + WORKERS)), data in $DIR"
+  echo "connect with: psql -h 127.0.0.1 -p $PORT -U postgres $DB"
+}
+
+stop() {
+  [ -d "$DIR" ] || return 0
+  for name in $(node_names); do stop_node "$name"; done
+  # Nodes beyond the current PGSHARD_WORKERS (a cluster once started with more workers).
+  for data in "$DIR"/*/; do
+    [ -f "$data/postmaster.pid" ] && stop_node "$(basename "$data")"
+  done
+  echo "pgshard cluster in $DIR is stopped"
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  clean) stop; rm -rf "$DIR" ;;
+  *) echo "usage: $0 start|stop|clean" >&2; exit 2 ;;
+esac
