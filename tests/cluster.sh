@@ -99,6 +99,12 @@ stop_node() {
   pkill -CONT -P "$pid" 2>/dev/null || true
   as_pg "$PG_BIN/pg_ctl" -D "$data" -w -t 30 -m fast stop >/dev/null 2>&1 ||
     as_pg "$PG_BIN/pg_ctl" -D "$data" -w -m immediate stop >/dev/null 2>&1 || true
+  # The postmaster was re-parented to init when pg_ctl started it; wait (bounded) until init has
+  # reaped it too, so that no trace of the server is left when this returns.
+  for _ in $(seq 1 100); do
+    [ -e "/proc/$pid" ] || break
+    sleep 0.1
+  done
 }
 
 start() {
