@@ -9,6 +9,7 @@ use pgrx::prelude::*;
 
 mod error;
 mod guc;
+mod hashing;
 mod metadata;
 mod remote;
 mod workers;

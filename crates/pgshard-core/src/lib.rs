@@ -49,3 +49,4 @@ mod tests {
         assert_eq!(describe_error(&err), "outer: inner: root");
     }
 }
+pub mod hashing;

@@ -1,0 +1,76 @@
+//! Glue between PostgreSQL values and the shard-key hash of `pgshard_core::hashing`.
+
+use pgrx::prelude::*;
+use pgrx::{AnyElement, AnyNumeric, FromDatum};
+use pgshard_core::hashing::{KeyFamily, KeyValue};
+
+use crate::error::PgShardError;
+
+/// The hash of a shard key value, as stored in hash ranges.
+#[pg_extern(immutable, parallel_safe)]
+fn shard_hash(value: AnyElement) -> i64 {
+    hash_datum(value.datum(), value.oid())
+}
+
+/// Hashes a non-null datum of type `type_oid`; raises a clear error for a type that cannot be
+/// a shard key.
+pub fn hash_datum(datum: pg_sys::Datum, type_oid: pg_sys::Oid) -> i64 {
+    let family = key_family(type_oid);
+    // SAFETY: the datum is a non-null value of `type_oid`, whose family selects how to read it.
+    // date, timestamp and timestamptz are pass-by-value integers in PostgreSQL's own encoding.
+    unsafe {
+        match family {
+            KeyFamily::Integer => {
+                let v = match type_oid {
+                    pg_sys::INT2OID => i64::from(datum.value() as i16),
+                    pg_sys::INT4OID => i64::from(datum.value() as i32),
+                    _ => datum.value() as i64,
+                };
+                KeyValue::Integer(v).hash()
+            }
+            KeyFamily::Text => {
+                let text = <&str>::from_datum(datum, false).expect("non-null text");
+                KeyValue::Text(text).hash()
+            }
+            KeyFamily::Uuid => {
+                let uuid = pgrx::Uuid::from_datum(datum, false).expect("non-null uuid");
+                KeyValue::Uuid(*uuid).hash()
+            }
+            KeyFamily::Numeric => {
+                let numeric = AnyNumeric::from_datum(datum, false).expect("non-null numeric");
+                KeyValue::Numeric(&numeric.to_string()).hash()
+            }
+            KeyFamily::Date => KeyValue::Date(datum.value() as i32).hash(),
+            KeyFamily::Timestamp => KeyValue::Timestamp(datum.value() as i64).hash(),
+            KeyFamily::TimestampTz => KeyValue::TimestampTz(datum.value() as i64).hash(),
+            KeyFamily::Bool => KeyValue::Bool(datum.value() != 0).hash(),
+            KeyFamily::Bytea => {
+                let bytes = <&[u8]>::from_datum(datum, false).expect("non-null bytea");
+                KeyValue::Bytea(bytes).hash()
+            }
+        }
+    }
+}
+
+/// The hash family of a type, or a clear error naming the supported types.
+pub fn key_family(type_oid: pg_sys::Oid) -> KeyFamily {
+    KeyFamily::of_type_oid(type_oid.to_u32()).unwrap_or_else(|| {
+        PgShardError::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("type {} cannot be used as a shard key", type_name(type_oid)),
+        )
+        .hint(
+            "Shard keys may be int2, int4, int8, text, varchar, uuid, numeric, date, timestamp, \
+             timestamptz, boolean or bytea.",
+        )
+        .raise()
+    })
+}
+
+fn type_name(type_oid: pg_sys::Oid) -> String {
+    // SAFETY: format_type_be returns a palloc'd C string for any oid (or "???" for unknown).
+    unsafe {
+        let name = pg_sys::format_type_be(type_oid);
+        std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned()
+    }
+}
