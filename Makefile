@@ -3,7 +3,7 @@
 
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 PGRX_VERSION := 0.18.1
-DEB_PACKAGES := postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config sudo
+DEB_PACKAGES := postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config sudo procps
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PSQL := $(dir $(PG_CONFIG))psql
@@ -15,8 +15,9 @@ deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:" $$missing; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+	@command -v cargo >/dev/null || { echo "Rust (cargo 1.95) is required: install it with rustup first" >&2; exit 1; }
 	@if [ "$$(cargo pgrx --version 2>/dev/null)" != "cargo-pgrx $(PGRX_VERSION)" ]; then \
 	  cargo install cargo-pgrx --version $(PGRX_VERSION) --locked; \
 	fi

@@ -16,3 +16,43 @@ REVOKE ALL ON pgshard.worker FROM PUBLIC;
 -- Keep the catalog in pg_dump output of the coordinator.
 SELECT pg_catalog.pg_extension_config_dump('pgshard.worker', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshard.worker_worker_id_seq', '');
+
+-- Co-location groups: tables of one group have the same shard count, key family, hash ranges
+-- and placements, so their rows with equal keys live on the same worker.
+CREATE TABLE pgshard.colocation (
+    colocation_id serial PRIMARY KEY,
+    shard_count int NOT NULL CHECK (shard_count > 0),
+    key_family text NOT NULL
+);
+
+-- Sharded tables: the coordinator's table is the logical table and holds no rows.
+CREATE TABLE pgshard.sharded_table (
+    table_oid regclass PRIMARY KEY,
+    shard_key name NOT NULL,
+    colocation_id int NOT NULL REFERENCES pgshard.colocation
+);
+
+-- Shards: one hash range of one sharded table.
+CREATE TABLE pgshard.shard (
+    shard_id bigserial PRIMARY KEY,
+    table_oid regclass NOT NULL REFERENCES pgshard.sharded_table ON DELETE CASCADE,
+    hash_min bigint NOT NULL,
+    hash_max bigint NOT NULL,
+    CHECK (hash_min <= hash_max),
+    UNIQUE (table_oid, hash_min)
+);
+ALTER SEQUENCE pgshard.shard_shard_id_seq RESTART WITH 100001;
+
+-- Placements: which worker holds each shard.
+CREATE TABLE pgshard.placement (
+    shard_id bigint PRIMARY KEY REFERENCES pgshard.shard ON DELETE CASCADE,
+    worker_id int NOT NULL REFERENCES pgshard.worker
+);
+CREATE INDEX placement_worker_idx ON pgshard.placement (worker_id);
+
+SELECT pg_catalog.pg_extension_config_dump('pgshard.colocation', '');
+SELECT pg_catalog.pg_extension_config_dump('pgshard.colocation_colocation_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pgshard.sharded_table', '');
+SELECT pg_catalog.pg_extension_config_dump('pgshard.shard', '');
+SELECT pg_catalog.pg_extension_config_dump('pgshard.shard_shard_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pgshard.placement', '');

@@ -71,6 +71,8 @@ fn type_name(type_oid: pg_sys::Oid) -> String {
     // SAFETY: format_type_be returns a palloc'd C string for any oid (or "???" for unknown).
     unsafe {
         let name = pg_sys::format_type_be(type_oid);
-        std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned()
+        std::ffi::CStr::from_ptr(name)
+            .to_string_lossy()
+            .into_owned()
     }
 }

@@ -11,7 +11,9 @@ mod error;
 mod guc;
 mod hashing;
 mod metadata;
+mod planner;
 mod remote;
+mod utility;
 mod workers;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -27,6 +29,11 @@ pub extern "C-unwind" fn _PG_init() {
     let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
     LOADED_AT_STARTUP.store(preloading, Ordering::Relaxed);
     guc::register();
+    metadata::register_invalidation();
+    if preloading {
+        planner::install();
+        utility::install();
+    }
 }
 
 /// Refuses to create the extension unless the library was preloaded: the planner, executor and

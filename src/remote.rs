@@ -66,6 +66,25 @@ const HINT_CONNINFO: &str = "Give a libpq-style conninfo such as \
      'host=10.0.0.11 port=5432 dbname=app user=pgshard' or a postgresql:// URL.";
 
 impl RemoteError {
+    /// A failure to establish a connection. Reported as 08001 whatever the worker said: codes
+    /// such as 28P01 or 3D000 would otherwise read as failures of the client's own session. The
+    /// worker's SQLSTATE is kept in the detail.
+    fn from_connect(err: &tokio_postgres::Error) -> Self {
+        let mut error = RemoteError::from_postgres(
+            err,
+            PgSqlErrorCode::ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+        );
+        error.code = PgSqlErrorCode::ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION;
+        if let Some(db) = err.as_db_error() {
+            let reported = format!("The worker reported SQLSTATE {}.", db.code().code());
+            error.detail = Some(match error.detail.take() {
+                Some(detail) => format!("{detail} {reported}"),
+                None => reported,
+            });
+        }
+        error
+    }
+
     fn from_postgres(err: &tokio_postgres::Error, fallback: PgSqlErrorCode) -> Self {
         match err.as_db_error() {
             Some(db) => RemoteError {
@@ -107,8 +126,11 @@ impl RemoteError {
 }
 
 /// Maps a five-character SQLSTATE from a worker onto pgrx's error-code enum.
+/// Codes PostgreSQL 15 does not know (a user's RAISE … SQLSTATE, a newer server's) give `None`.
 fn sqlstate_code(sqlstate: &str) -> Option<PgSqlErrorCode> {
-    pgshard_core::sqlstate::pack(sqlstate).map(PgSqlErrorCode::from)
+    let packed = pgshard_core::sqlstate::pack(sqlstate)?;
+    let code = PgSqlErrorCode::from(packed);
+    (code as i32 == packed).then_some(code)
 }
 
 /// The role a connection to a worker authenticates as: the conninfo's `user`, else the
@@ -156,12 +178,8 @@ pub fn worker_config(worker: &Worker) -> Result<Config, RemoteError> {
 pub async fn connect(config: Config) -> Result<Client, RemoteError> {
     let timeout = guc::connect_timeout();
     let attempt = async {
-        let (client, connection) = config.connect(NoTls).await.map_err(|e| {
-            RemoteError::from_postgres(
-                &e,
-                PgSqlErrorCode::ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
-            )
-        })?;
+        let (client, connection) =
+            config.connect(NoTls).await.map_err(|e| RemoteError::from_connect(&e))?;
         // The connection task runs whenever this backend waits in `wait`; it ends when the
         // client is dropped or the server closes the socket.
         tokio::spawn(async move {
@@ -254,13 +272,16 @@ pub fn wait<F: Future>(future: F, cancel_tokens: &[CancelToken]) -> F::Output {
     })
 }
 
-/// Asks the workers to cancel what they are running for us; best effort and bounded by the
-/// connect timeout, since the statement is being abandoned anyway.
+/// Longest wait for workers to acknowledge cancel requests: the statement is being abandoned
+/// anyway, and a hung worker must not hold up the cancel (or a shutdown) on the coordinator.
+const CANCEL_WAIT: Duration = Duration::from_secs(1);
+
+/// Asks the workers to cancel what they are running for us; best effort.
 fn send_cancels(runtime: &Runtime, tokens: &[CancelToken]) {
     if tokens.is_empty() {
         return;
     }
-    let timeout = guc::connect_timeout();
+    let timeout = guc::connect_timeout().min(CANCEL_WAIT);
     runtime.block_on(async {
         let cancels = tokens.iter().map(|token| token.cancel_query(NoTls));
         let _ = tokio::time::timeout(timeout, join_all(cancels)).await;

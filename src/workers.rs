@@ -104,6 +104,15 @@ fn add_worker(name: &str, conninfo: &str) -> i32 {
 fn remove_worker(name: &str) {
     require_superuser("remove workers");
     let worker = find_worker(name).unwrap_or_else(|| raise_unknown_worker(name));
+    let placements = crate::metadata::placements_on_worker(worker.id);
+    if placements > 0 {
+        PgShardError::new(
+            PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
+            format!("worker \"{name}\" still holds {placements} shard placement(s)"),
+        )
+        .hint("Move its shards to other workers or unshard their tables before removing it.")
+        .raise()
+    }
     Spi::run_with_args(
         "DELETE FROM pgshard.worker WHERE worker_id = $1",
         &[worker.id.into()],
@@ -204,10 +213,13 @@ fn run_command_on_workers(
             .map(|config| (remote::take_cached(worker, &config), config));
         async move {
             let (cached, config) = prepared?;
-            let client = match cached {
-                Some(client) => client,
-                None => remote::connect(config.clone()).await?,
-            };
+            // A cached connection may have died with its server since it was last used.
+            if let Some(client) = cached {
+                if client.simple_query("").await.is_ok() {
+                    return Ok((client, config));
+                }
+            }
+            let client = remote::connect(config.clone()).await?;
             Ok::<_, RemoteError>((client, config))
         }
     });
@@ -238,15 +250,25 @@ fn run_command_on_workers(
             ),
         })
         .collect();
-    for (worker, (client, config)) in workers.iter().zip(connections) {
-        remote::give_back(worker.id, &config, client);
+    // The command may have left its session changed (SET, an open or failed transaction, a
+    // half-done COPY). Only a connection that DISCARD ALL resets goes back to the cache;
+    // DISCARD ALL fails inside a transaction block.
+    let resets = connections
+        .iter()
+        .map(|(client, _)| client.simple_query("DISCARD ALL"));
+    let reset = remote::wait(join_all(resets), &cancel_tokens);
+    for ((worker, (client, config)), reset) in workers.iter().zip(connections).zip(reset) {
+        if reset.is_ok() {
+            remote::give_back(worker.id, &config, client);
+        }
     }
     TableIterator::new(rows)
 }
 
 fn first_value(messages: &[SimpleQueryMessage]) -> Option<String> {
     messages.iter().find_map(|message| match message {
-        SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_owned)),
+        // try_get: a row may have no columns at all (SELECT FROM …).
+        SimpleQueryMessage::Row(row) => Some(row.try_get(0).ok().flatten().map(str::to_owned)),
         _ => None,
     })?
 }

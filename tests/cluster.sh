@@ -89,22 +89,50 @@ start_node() {
   fi
 }
 
+# Whether a process exists and is not a zombie waiting to be reaped.
+alive() {
+  [ -r "/proc/$1/stat" ] && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null
+}
+
 stop_node() {
   local data="$DIR/$1" pid
   [ -f "$data/postmaster.pid" ] || return 0
   pid=$(head -n 1 "$data/postmaster.pid")
+  # Only a running server of this data directory is touched: after a crash the pid in a stale
+  # postmaster.pid may belong to an unrelated process.
+  as_pg "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1 || return 0
   # A test may have paused a node (SIGSTOP) to simulate a hung host; a paused server cannot
   # act on a shutdown request.
   kill -CONT "$pid" 2>/dev/null || true
   pkill -CONT -P "$pid" 2>/dev/null || true
   as_pg "$PG_BIN/pg_ctl" -D "$data" -w -t 30 -m fast stop >/dev/null 2>&1 ||
     as_pg "$PG_BIN/pg_ctl" -D "$data" -w -m immediate stop >/dev/null 2>&1 || true
-  # The postmaster was re-parented to init when pg_ctl started it; wait (bounded) until init has
-  # reaped it too, so that no trace of the server is left when this returns.
+  # The postmaster was re-parented to init when pg_ctl started it; wait (bounded) until it is
+  # gone and, where init reaps promptly, reaped too.
   for _ in $(seq 1 100); do
     [ -e "/proc/$pid" ] || break
     sleep 0.1
   done
+  if alive "$pid"; then
+    echo "server of $data (pid $pid) did not stop" >&2
+    return 1
+  fi
+}
+
+# The extension's SQL changes between builds of one version (0.1.0 has no upgrade scripts yet):
+# when the installed script differs from the one the coordinator's extension was created from,
+# the extension is re-created. Development clusters only; it drops pgshard's metadata.
+refresh_extension() {
+  local script sum stamp="$DIR/coordinator/pgshard_script.md5"
+  script=$(ls "$($PG_BIN/pg_config --sharedir)"/extension/pgshard--*.sql 2>/dev/null | head -n 1)
+  [ -n "$script" ] || { echo "pgshard is not installed (run make install)" >&2; exit 1; }
+  sum=$(md5sum "$script" | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" != "$sum" ]; then
+    echo "pgshard's SQL changed since this cluster was created: re-creating the extension"
+    psql_node "$PORT" -d "$DB" -c "DROP EXTENSION IF EXISTS pgshard CASCADE"
+  fi
+  psql_node "$PORT" -d "$DB" -c "CREATE EXTENSION IF NOT EXISTS pgshard" 2>&1 | grep -v 'already exists' || true
+  echo "$sum" > "$stamp"
 }
 
 start() {
@@ -118,7 +146,7 @@ start() {
       psql_node "$port" -d postgres -c "CREATE DATABASE $DB"
     fi
   done
-  psql_node "$PORT" -d "$DB" -c "CREATE EXTENSION IF NOT EXISTS pgshard"
+  refresh_extension
   for i in $(seq 1 "$WORKERS"); do
     psql_node "$PORT" -d "$DB" -tAc "
       SELECT pgshard.add_worker('w$i', 'host=127.0.0.1 port=$((PORT + i)) dbname=$DB user=postgres')

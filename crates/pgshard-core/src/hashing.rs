@@ -181,7 +181,10 @@ pub fn uniform_ranges(count: u32) -> Vec<HashRange> {
         i64::MIN as i128 + offset as i128
     };
     (0..count)
-        .map(|i| HashRange { min: start(i) as i64, max: (start(i + 1) - 1) as i64 })
+        .map(|i| HashRange {
+            min: start(i) as i64,
+            max: (start(i + 1) - 1) as i64,
+        })
         .collect()
 }
 
@@ -199,26 +202,47 @@ mod tests {
     fn siphash_is_the_reference_siphash_2_4() {
         // Reference vector from the SipHash paper: key 00..0f, empty message.
         let key: [u8; 16] = std::array::from_fn(|i| i as u8);
-        assert_eq!(SipHasher24::new_with_key(&key).hash(b""), 0x726fdb47dd0e0e31);
+        assert_eq!(
+            SipHasher24::new_with_key(&key).hash(b""),
+            0x726fdb47dd0e0e31
+        );
         let msg: Vec<u8> = (0u8..15).collect();
-        assert_eq!(SipHasher24::new_with_key(&key).hash(&msg), 0xa129ca6149be45e5);
+        assert_eq!(
+            SipHasher24::new_with_key(&key).hash(&msg),
+            0xa129ca6149be45e5
+        );
     }
 
     #[test]
     fn integer_widths_hash_alike() {
-        assert_eq!(KeyValue::Integer(i16::MAX as i64).hash(), KeyValue::Integer(32767).hash());
+        assert_eq!(
+            KeyValue::Integer(i16::MAX as i64).hash(),
+            KeyValue::Integer(32767).hash()
+        );
         assert_eq!(KeyValue::Integer(1).encode(), [1, 0, 0, 0, 0, 0, 0, 0, 1]);
         assert_ne!(KeyValue::Integer(1).hash(), KeyValue::Text("1").hash());
     }
 
     #[test]
     fn numerics_equal_in_value_hash_alike() {
-        for (a, b) in [("1.50", "1.5"), ("2.000", "2"), ("-0.00", "0"), ("100", "100.0")] {
-            assert_eq!(KeyValue::Numeric(a).hash(), KeyValue::Numeric(b).hash(), "{a} vs {b}");
+        for (a, b) in [
+            ("1.50", "1.5"),
+            ("2.000", "2"),
+            ("-0.00", "0"),
+            ("100", "100.0"),
+        ] {
+            assert_eq!(
+                KeyValue::Numeric(a).hash(),
+                KeyValue::Numeric(b).hash(),
+                "{a} vs {b}"
+            );
         }
         assert_eq!(canonical_numeric("100"), "100", "integral zeros stay");
         assert_eq!(canonical_numeric("NaN"), "NaN");
-        assert_ne!(KeyValue::Numeric("10").hash(), KeyValue::Numeric("1").hash());
+        assert_ne!(
+            KeyValue::Numeric("10").hash(),
+            KeyValue::Numeric("1").hash()
+        );
     }
 
     #[test]
@@ -236,10 +260,22 @@ mod tests {
         assert_eq!(
             uniform_ranges(4),
             vec![
-                HashRange { min: i64::MIN, max: -4611686018427387905 },
-                HashRange { min: -4611686018427387904, max: -1 },
-                HashRange { min: 0, max: 4611686018427387903 },
-                HashRange { min: 4611686018427387904, max: i64::MAX },
+                HashRange {
+                    min: i64::MIN,
+                    max: -4611686018427387905
+                },
+                HashRange {
+                    min: -4611686018427387904,
+                    max: -1
+                },
+                HashRange {
+                    min: 0,
+                    max: 4611686018427387903
+                },
+                HashRange {
+                    min: 4611686018427387904,
+                    max: i64::MAX
+                },
             ]
         );
     }
@@ -251,7 +287,11 @@ mod tests {
             assert_eq!(range_index(&ranges, r.min), Some(i));
             assert_eq!(range_index(&ranges, r.max), Some(i));
         }
-        assert_eq!(range_index(&ranges[1..], i64::MIN), None, "a gap is reported, not guessed");
+        assert_eq!(
+            range_index(&ranges[1..], i64::MIN),
+            None,
+            "a gap is reported, not guessed"
+        );
     }
 
     /// The published test vectors (docs/routing.md): key, hash, shard index with 4 and with 8
@@ -263,16 +303,70 @@ mod tests {
             0x00, 0x00,
         ];
         let cases: [(&str, KeyValue, i64, usize, usize); 10] = [
-            ("integer 1", KeyValue::Integer(1), -2690727956591842419, 1, 2),
+            (
+                "integer 1",
+                KeyValue::Integer(1),
+                -2690727956591842419,
+                1,
+                2,
+            ),
             ("integer 2", KeyValue::Integer(2), -978692491503494449, 1, 3),
-            ("integer 42", KeyValue::Integer(42), 8861605331239858389, 3, 7),
-            ("integer -1", KeyValue::Integer(-1), 2435414246721265621, 2, 5),
-            ("text 'ann'", KeyValue::Text("ann"), 4234949803200591505, 2, 5),
-            ("text 'Zoë'", KeyValue::Text("Zoë"), 6238490907038577245, 3, 6),
-            ("uuid 550e8400-…", KeyValue::Uuid(uuid), -797208750810139173, 1, 3),
-            ("numeric 12.50", KeyValue::Numeric("12.50"), -3396154731792323895, 1, 2),
-            ("date 2024-01-01", KeyValue::Date(8766), -8927538390241936042, 0, 0),
-            ("bool true", KeyValue::Bool(true), -1141850461248685190, 1, 3),
+            (
+                "integer 42",
+                KeyValue::Integer(42),
+                8861605331239858389,
+                3,
+                7,
+            ),
+            (
+                "integer -1",
+                KeyValue::Integer(-1),
+                2435414246721265621,
+                2,
+                5,
+            ),
+            (
+                "text 'ann'",
+                KeyValue::Text("ann"),
+                4234949803200591505,
+                2,
+                5,
+            ),
+            (
+                "text 'Zoë'",
+                KeyValue::Text("Zoë"),
+                6238490907038577245,
+                3,
+                6,
+            ),
+            (
+                "uuid 550e8400-…",
+                KeyValue::Uuid(uuid),
+                -797208750810139173,
+                1,
+                3,
+            ),
+            (
+                "numeric 12.50",
+                KeyValue::Numeric("12.50"),
+                -3396154731792323895,
+                1,
+                2,
+            ),
+            (
+                "date 2024-01-01",
+                KeyValue::Date(8766),
+                -8927538390241936042,
+                0,
+                0,
+            ),
+            (
+                "bool true",
+                KeyValue::Bool(true),
+                -1141850461248685190,
+                1,
+                3,
+            ),
         ];
         let four = uniform_ranges(4);
         let eight = uniform_ranges(8);
