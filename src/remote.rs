@@ -178,8 +178,10 @@ pub fn worker_config(worker: &Worker) -> Result<Config, RemoteError> {
 pub async fn connect(config: Config) -> Result<Client, RemoteError> {
     let timeout = guc::connect_timeout();
     let attempt = async {
-        let (client, connection) =
-            config.connect(NoTls).await.map_err(|e| RemoteError::from_connect(&e))?;
+        let (client, connection) = config
+            .connect(NoTls)
+            .await
+            .map_err(|e| RemoteError::from_connect(&e))?;
         // The connection task runs whenever this backend waits in `wait`; it ends when the
         // client is dropped or the server closes the socket.
         tokio::spawn(async move {
