@@ -43,12 +43,14 @@ as_pg() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-status=0
+set +e
 as_pg env -u RUST_BACKTRACE PATH="$PG_BIN:$PATH" \
   PGSHARD_CLUSTER_DIR="$PGSHARD_CLUSTER_DIR" PGSHARD_PORT="$PGSHARD_PORT" \
   "$PG_REGRESS" --use-existing --host=127.0.0.1 --port="$PGSHARD_PORT" --user=postgres \
   --dbname=pgshard --bindir="$run_dir/bin" --inputdir="$run_dir" --outputdir="$run_dir" \
-  --schedule="$run_dir/schedule" "$@" || status=$?
+  --schedule="$run_dir/schedule" "$@" | tee "$run_dir/summary.log"
+status=${PIPESTATUS[0]}
+set -e
 
 if [ "$status" != 0 ] && [ -f "$run_dir/regression.diffs" ]; then
   echo "---- regression.diffs ----"
@@ -57,4 +59,8 @@ if [ "$status" != 0 ] && [ -f "$run_dir/regression.diffs" ]; then
   rm -rf "$HERE/pg_regress/results"
   cp -r "$run_dir/results" "$HERE/pg_regress/results" 2>/dev/null || true
 fi
+# One plain closing line for CI: "N passed, N failed".
+total=$(grep -c ' \.\.\. ' "$run_dir/summary.log" || true)
+failed=$(grep -c ' \.\.\. FAILED' "$run_dir/summary.log" || true)
+echo "pg_regress: $((total - failed)) passed, $failed failed"
 exit "$status"
