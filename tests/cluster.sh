@@ -127,7 +127,9 @@ refresh_extension() {
   script=$(ls "$($PG_BIN/pg_config --sharedir)"/extension/pgshard--*.sql 2>/dev/null | head -n 1)
   [ -n "$script" ] || { echo "pgshard is not installed (run make install)" >&2; exit 1; }
   sum=$(md5sum "$script" | cut -d' ' -f1)
-  if [ -f "$stamp" ] && [ "$(cat "$stamp")" != "$sum" ]; then
+  local existing
+  existing=$(psql_node "$PORT" -d "$DB" -tAc "SELECT 1 FROM pg_extension WHERE extname = 'pgshard'")
+  if [ -n "$existing" ] && [ "$(cat "$stamp" 2>/dev/null)" != "$sum" ]; then
     echo "pgshard's SQL changed since this cluster was created: re-creating the extension"
     psql_node "$PORT" -d "$DB" -c "DROP EXTENSION IF EXISTS pgshard CASCADE"
   fi
