@@ -28,6 +28,7 @@ unsafe extern "C-unwind" fn pgshard_planner(
     cursor_options: i32,
     bound_params: pg_sys::ParamListInfo,
 ) -> *mut pg_sys::PlannedStmt {
+    // (See utility.rs for why the previous hook and the standard planner are two calls.)
     let planned = match PREVIOUS_PLANNER {
         Some(previous) => previous(parse, query_string, cursor_options, bound_params),
         None => pg_sys::standard_planner(parse, query_string, cursor_options, bound_params),

@@ -32,6 +32,8 @@ unsafe extern "C-unwind" fn pgshard_utility(
     qc: *mut pg_sys::QueryCompletion,
 ) {
     guard((*pstmt).utilityStmt);
+    // Two calls rather than one function pointer: pgrx exposes standard_ProcessUtility as a
+    // guarded Rust function, not as a value of the hook's C-ABI type.
     match PREVIOUS_UTILITY {
         Some(previous) => previous(
             pstmt,

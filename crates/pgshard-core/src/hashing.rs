@@ -60,20 +60,6 @@ impl KeyFamily {
             KeyFamily::Bytea => 0x09,
         }
     }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            KeyFamily::Integer => "integer (int2, int4, int8)",
-            KeyFamily::Text => "text (text, varchar)",
-            KeyFamily::Uuid => "uuid",
-            KeyFamily::Numeric => "numeric",
-            KeyFamily::Date => "date",
-            KeyFamily::Timestamp => "timestamp",
-            KeyFamily::TimestampTz => "timestamptz",
-            KeyFamily::Bool => "boolean",
-            KeyFamily::Bytea => "bytea",
-        }
-    }
 }
 
 /// A shard key value, in the form its canonical encoding is made from.
