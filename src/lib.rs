@@ -13,8 +13,12 @@ mod hashing;
 mod metadata;
 mod planner;
 mod remote;
+mod rows;
+mod shard_copy;
+mod tables;
 mod utility;
 mod workers;
+mod xact;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -30,6 +34,7 @@ pub extern "C-unwind" fn _PG_init() {
     LOADED_AT_STARTUP.store(preloading, Ordering::Relaxed);
     guc::register();
     metadata::register_invalidation();
+    xact::register();
     if preloading {
         planner::install();
         utility::install();

@@ -6,11 +6,14 @@
 //! every backend; plans cached before a table became sharded are invalidated with it.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 
 use pgrx::prelude::*;
+use pgshard_core::hashing::{HashRange, KeyFamily};
 
 use crate::error::spi_failed;
+use crate::remote::Worker;
 
 extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
 
@@ -30,6 +33,22 @@ END $$;
 CREATE TRIGGER sharded_table_changed
     AFTER INSERT OR UPDATE OR DELETE ON pgshard.sharded_table
     FOR EACH ROW EXECUTE FUNCTION pgshard.sharded_table_changed();
+-- Shards and placements change when shards move or split: the same invalidation.
+CREATE TRIGGER shard_changed
+    AFTER INSERT OR UPDATE OR DELETE ON pgshard.shard
+    FOR EACH ROW EXECUTE FUNCTION pgshard.sharded_table_changed();
+CREATE FUNCTION pgshard.placement_changed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    changed bigint := CASE WHEN TG_OP = 'DELETE' THEN OLD.shard_id ELSE NEW.shard_id END;
+BEGIN
+    PERFORM pgshard.invalidate_metadata(s.table_oid::oid) FROM pgshard.shard s
+    WHERE s.shard_id = changed;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER placement_changed
+    AFTER INSERT OR UPDATE OR DELETE ON pgshard.placement
+    FOR EACH ROW EXECUTE FUNCTION pgshard.placement_changed();
 "#,
     name = "metadata_invalidation",
     requires = [invalidate_metadata]
@@ -40,6 +59,41 @@ struct Snapshot {
     /// `pgshard.sharded_table`'s own oid: an invalidation of it clears the snapshot.
     catalog_oid: pg_sys::Oid,
     sharded: HashSet<pg_sys::Oid>,
+    /// Sharded tables whose shards were needed, loaded on first use.
+    tables: HashMap<pg_sys::Oid, Rc<ShardedTable>>,
+}
+
+/// A sharded table as routing needs it.
+#[derive(Debug)]
+pub struct ShardedTable {
+    pub oid: pg_sys::Oid,
+    pub key_name: String,
+    pub key_attnum: i16,
+    pub key_type: pg_sys::Oid,
+    pub key_family: KeyFamily,
+    pub colocation_id: i32,
+    /// Ordered by hash range; together they cover the whole hash space.
+    pub shards: Vec<Shard>,
+}
+
+/// One shard and where it lives.
+#[derive(Debug, Clone)]
+pub struct Shard {
+    pub id: i64,
+    pub range: HashRange,
+    pub worker: Worker,
+    /// The shard table's name on its worker, schema-qualified and quoted.
+    pub relation: String,
+}
+
+impl ShardedTable {
+    /// The shard that holds rows whose key hashes to `hash`.
+    pub fn shard_for_hash(&self, hash: i64) -> &Shard {
+        let ranges: Vec<HashRange> = self.shards.iter().map(|s| s.range).collect();
+        let index = pgshard_core::hashing::range_index(&ranges, hash)
+            .expect("the shards of a table cover the whole hash space");
+        &self.shards[index]
+    }
 }
 
 thread_local! {
@@ -164,6 +218,7 @@ fn ensure_loaded() -> Option<()> {
         *snapshot.borrow_mut() = Some(Snapshot {
             catalog_oid,
             sharded,
+            tables: HashMap::new(),
         })
     });
     Some(())
@@ -177,4 +232,135 @@ pub fn placements_on_worker(worker_id: i32) -> i64 {
     )
     .unwrap_or_else(|e| spi_failed("could not read pgshard.placement", e))
     .unwrap_or(0)
+}
+
+/// The sharded table `oid` with its shards, or `None` when it is not sharded.
+pub fn sharded_table(oid: pg_sys::Oid) -> Option<Rc<ShardedTable>> {
+    first_sharded([oid])?;
+    if let Some(table) = SNAPSHOT.with(|s| s.borrow().as_ref()?.tables.get(&oid).cloned()) {
+        return Some(table);
+    }
+    let table = Rc::new(load_table(oid));
+    SNAPSHOT.with(|s| {
+        if let Some(snapshot) = s.borrow_mut().as_mut() {
+            snapshot.tables.insert(oid, Rc::clone(&table));
+        }
+    });
+    Some(table)
+}
+
+/// Reads a sharded table's catalog rows. Runs as the bootstrap superuser: worker conninfos are
+/// hidden from ordinary roles, yet their statements must reach the workers.
+fn load_table(oid: pg_sys::Oid) -> ShardedTable {
+    let _superuser = AsSuperuser::enter();
+    let (key_name, colocation_id) = Spi::get_two_with_args::<String, i32>(
+        "SELECT shard_key::text, colocation_id FROM pgshard.sharded_table WHERE table_oid = $1",
+        &[oid.into()],
+    )
+    .unwrap_or_else(|e| spi_failed("could not read pgshard.sharded_table", e));
+    let key_name = key_name.expect("shard_key is NOT NULL");
+    let colocation_id = colocation_id.expect("colocation_id is NOT NULL");
+    // SAFETY: catalog lookups of a table that exists (it was just found in the catalog).
+    let (key_attnum, key_type, schema, name) = unsafe {
+        let key = std::ffi::CString::new(key_name.as_str()).expect("no NUL in a name");
+        let attnum = pg_sys::get_attnum(oid, key.as_ptr());
+        let key_type = pg_sys::get_atttype(oid, attnum);
+        let schema = cstr(pg_sys::get_namespace_name(pg_sys::get_rel_namespace(oid)));
+        let name = cstr(pg_sys::get_rel_name(oid));
+        (attnum, key_type, schema, name)
+    };
+    let shards = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT s.shard_id, s.hash_min, s.hash_max, w.worker_id, w.name, w.conninfo \
+                 FROM pgshard.shard s JOIN pgshard.placement p USING (shard_id) \
+                 JOIN pgshard.worker w USING (worker_id) \
+                 WHERE s.table_oid = $1 ORDER BY s.hash_min",
+                None,
+                &[oid.into()],
+            )?
+            .into_iter()
+            .map(|row| {
+                let id = row.get::<i64>(1)?.expect("NOT NULL");
+                Ok(Shard {
+                    id,
+                    range: HashRange {
+                        min: row.get::<i64>(2)?.expect("NOT NULL"),
+                        max: row.get::<i64>(3)?.expect("NOT NULL"),
+                    },
+                    worker: Worker {
+                        id: row.get::<i32>(4)?.expect("NOT NULL"),
+                        name: row.get::<String>(5)?.expect("NOT NULL"),
+                        conninfo: row.get::<String>(6)?.expect("NOT NULL"),
+                    },
+                    relation: shard_relation(&schema, &name, id),
+                })
+            })
+            .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
+    })
+    .unwrap_or_else(|e| spi_failed("could not read the shards", e));
+    ShardedTable {
+        oid,
+        key_name,
+        key_attnum,
+        key_type,
+        key_family: crate::hashing::key_family(key_type),
+        colocation_id,
+        shards,
+    }
+}
+
+/// The quoted, qualified name of a shard table on its worker.
+pub fn shard_relation(schema: &str, table: &str, shard_id: i64) -> String {
+    format!(
+        "{}.{}",
+        quote_ident(schema),
+        quote_ident(&pgshard_core::layout::shard_relation_name(table, shard_id))
+    )
+}
+
+/// An identifier quoted the way PostgreSQL quotes it (only when needed).
+pub fn quote_ident(name: &str) -> String {
+    let name = std::ffi::CString::new(name).expect("no NUL in an identifier");
+    // SAFETY: quote_identifier returns its argument or a palloc'd quoted copy.
+    unsafe { cstr(pg_sys::quote_identifier(name.as_ptr())) }
+}
+
+/// Copies a C string returned by a PostgreSQL function (empty for NULL).
+pub fn cstr(ptr: *const std::ffi::c_char) -> String {
+    if ptr.is_null() {
+        return String::new();
+    }
+    // SAFETY: a NUL-terminated string from PostgreSQL.
+    unsafe { std::ffi::CStr::from_ptr(ptr).to_string_lossy().into_owned() }
+}
+
+/// Runs catalog reads as the bootstrap superuser until dropped. An error raised meanwhile is
+/// safe too: aborting the (sub)transaction restores the user id.
+pub struct AsSuperuser {
+    user: pg_sys::Oid,
+    context: i32,
+}
+
+impl AsSuperuser {
+    pub fn enter() -> Self {
+        let mut user = pg_sys::InvalidOid;
+        let mut context = 0;
+        // SAFETY: saves and switches this backend's current user, as SECURITY DEFINER does.
+        unsafe {
+            pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
+            pg_sys::SetUserIdAndSecContext(
+                pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID),
+                context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+            );
+        }
+        AsSuperuser { user, context }
+    }
+}
+
+impl Drop for AsSuperuser {
+    fn drop(&mut self) {
+        // SAFETY: restores what `enter` saved.
+        unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.context) }
+    }
 }

@@ -46,6 +46,21 @@ impl KeyFamily {
         })
     }
 
+    /// The family's name as stored in `pgshard.colocation.key_family`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyFamily::Integer => "integer",
+            KeyFamily::Text => "text",
+            KeyFamily::Uuid => "uuid",
+            KeyFamily::Numeric => "numeric",
+            KeyFamily::Date => "date",
+            KeyFamily::Timestamp => "timestamp",
+            KeyFamily::TimestampTz => "timestamptz",
+            KeyFamily::Bool => "bool",
+            KeyFamily::Bytea => "bytea",
+        }
+    }
+
     /// The first byte of every encoded value of the family.
     pub fn tag(self) -> u8 {
         match self {

@@ -2,6 +2,8 @@
 //! plain `cargo test`, and the extension crate is a thin shell around it.
 
 pub mod conninfo;
+pub mod copytext;
+pub mod layout;
 pub mod sqlstate;
 
 /// An error's message followed by those of its causes that it does not already include.

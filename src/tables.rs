@@ -1,0 +1,865 @@
+//! Sharding and unsharding tables: `pgshard.shard_table`, `unshard_table`, `shard_for`, and the
+//! views `pgshard.tables` and `pgshard.shards`.
+//!
+//! `shard_table` checks everything it can before it touches a worker, then creates the shard
+//! tables and copies the rows inside the coordinator transaction's remote transactions, so an
+//! error at any step leaves no shard table and no metadata anywhere.
+
+use std::rc::Rc;
+
+use futures_util::StreamExt;
+use pgrx::prelude::*;
+use pgrx::{AnyElement, PgRelation};
+use pgshard_core::hashing::{HashRange, KeyFamily};
+use pgshard_core::layout;
+
+use crate::error::{spi_failed, PgShardError};
+use crate::guc;
+use crate::metadata::{self, cstr, quote_ident, AsSuperuser, Shard, ShardedTable};
+use crate::remote::{self, Worker};
+use crate::rows::TextEncoder;
+use crate::shard_copy::ShardCopy;
+use crate::xact::{self, Access};
+
+extension_sql!(
+    r#"
+CREATE VIEW pgshard.tables AS
+SELECT t.table_oid AS table_name, t.shard_key::text AS shard_key, c.shard_count,
+       t.colocation_id
+FROM pgshard.sharded_table t JOIN pgshard.colocation c USING (colocation_id)
+ORDER BY t.table_oid::oid;
+GRANT SELECT ON pgshard.tables TO PUBLIC;
+
+CREATE VIEW pgshard.shards AS
+SELECT s.shard_id, s.table_oid AS table_name, s.hash_min, s.hash_max, w.name AS worker,
+       z.shard_name, z.row_estimate, z.bytes
+FROM pgshard.shard s
+JOIN pgshard.placement p USING (shard_id)
+JOIN pgshard.worker w USING (worker_id)
+LEFT JOIN pgshard.shard_sizes() z USING (shard_id)
+ORDER BY s.table_oid::oid, s.hash_min;
+GRANT SELECT ON pgshard.shards TO PUBLIC;
+"#,
+    name = "table_views",
+    requires = [shard_sizes, "catalog"]
+);
+
+/// Largest amount of COPY data buffered for one shard before it is sent.
+const COPY_FLUSH_BYTES: usize = 1 << 20;
+
+/// Shards a table: creates its shards on the workers and moves its rows into them.
+#[pg_extern(volatile)]
+fn shard_table(
+    rel: PgRelation,
+    shard_key: &str,
+    shard_count: default!(Option<i32>, "NULL"),
+    colocate_with: default!(Option<PgRelation>, "NULL"),
+) {
+    let oid = rel.oid();
+    drop(rel);
+    // SAFETY: takes the strongest lock: the table changes meaning for every session.
+    unsafe { pg_sys::LockRelationOid(oid, pg_sys::AccessExclusiveLock as i32) };
+    let table = describe(oid);
+    table.check_shardable(shard_key);
+    let key = table.key_column(shard_key);
+    let family = crate::hashing::key_family(key.type_oid);
+    table.check_unique_constraints(&key);
+    table.check_no_null_keys(&key);
+
+    let _superuser = AsSuperuser::enter();
+    let colocation = colocate_with.map(|other| colocation_of(other.oid(), family, shard_count));
+    let workers = all_workers();
+    if workers.is_empty() {
+        PgShardError::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "cannot shard a table: there are no workers",
+        )
+        .hint("Register workers with pgshard.add_worker(name, conninfo) first.")
+        .raise()
+    }
+    let layout = match &colocation {
+        Some(group) => group.layout.clone(),
+        None => {
+            let count = shard_count.unwrap_or_else(guc::shard_count);
+            if !(1..=guc::MAX_SHARD_COUNT).contains(&count) {
+                PgShardError::new(
+                    PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                    format!("shard_count must be between 1 and {}, not {count}", guc::MAX_SHARD_COUNT),
+                )
+                .hint("A few shards per worker is usual; they can be split later.")
+                .raise()
+            }
+            let ranges = pgshard_core::hashing::uniform_ranges(count as u32);
+            let spread = layout::spread(ranges.len(), workers.len());
+            ranges
+                .into_iter()
+                .zip(spread)
+                .map(|(range, w)| (range, workers[w].clone()))
+                .collect()
+        }
+    };
+
+    // Shard ids first: they name the shard tables.
+    let ids: Vec<i64> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT nextval('pgshard.shard_shard_id_seq') FROM generate_series(1, $1)",
+                None,
+                &[(layout.len() as i32).into()],
+            )?
+            .into_iter()
+            .map(|row| row.get::<i64>(1).map(|v| v.expect("nextval is not NULL")))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .unwrap_or_else(|e| spi_failed("could not allocate shard ids", e));
+    let shards: Vec<Shard> = layout
+        .iter()
+        .zip(&ids)
+        .map(|((range, worker), &id)| Shard {
+            id,
+            range: *range,
+            worker: worker.clone(),
+            relation: metadata::shard_relation(&table.schema, &table.name, id),
+        })
+        .collect();
+
+    create_shard_tables(&table, &shards);
+    let sharded = ShardedTable {
+        oid,
+        key_name: key.name.clone(),
+        key_attnum: key.attnum,
+        key_type: key.type_oid,
+        key_family: family,
+        colocation_id: 0,
+        shards,
+    };
+    move_rows_into_shards(&table, &sharded);
+    Spi::run(&format!("TRUNCATE ONLY {}", table.qualified))
+        .unwrap_or_else(|e| spi_failed("could not empty the table", e));
+    record_metadata(&sharded, colocation.map(|c| c.id), family);
+}
+
+/// Moves a sharded table's rows back into the coordinator's table and drops its shards.
+#[pg_extern(volatile)]
+fn unshard_table(rel: PgRelation) {
+    let oid = rel.oid();
+    drop(rel);
+    // SAFETY: as in shard_table.
+    unsafe { pg_sys::LockRelationOid(oid, pg_sys::AccessExclusiveLock as i32) };
+    let table = describe(oid);
+    table.check_owner();
+    let sharded = metadata::sharded_table(oid).unwrap_or_else(|| raise_not_sharded(&table.qualified));
+    {
+        let _superuser = AsSuperuser::enter();
+        Spi::run_with_args(
+            "DELETE FROM pgshard.sharded_table WHERE table_oid = $1",
+            &[oid.into()],
+        )
+        .unwrap_or_else(|e| spi_failed("could not remove the metadata", e));
+        Spi::run_with_args(
+            "DELETE FROM pgshard.colocation c WHERE colocation_id = $1 \
+             AND NOT EXISTS (SELECT 1 FROM pgshard.sharded_table t WHERE t.colocation_id = c.colocation_id)",
+            &[sharded.colocation_id.into()],
+        )
+        .unwrap_or_else(|e| spi_failed("could not remove the colocation group", e));
+    }
+    let columns = table.column_list();
+    for shard in &sharded.shards {
+        copy_shard_back(&table, &columns, shard);
+    }
+    run_on_shard_workers(&sharded.shards, |shard| {
+        format!("DROP TABLE {};", shard.relation)
+    });
+}
+
+/// The shard a key value belongs to in a sharded table, and the worker that holds it.
+#[pg_extern(stable)]
+fn shard_for(
+    rel: PgRelation,
+    key: AnyElement,
+) -> TableIterator<'static, (name!(shard_id, i64), name!(worker, String))> {
+    let oid = rel.oid();
+    let sharded = metadata::sharded_table(oid)
+        .unwrap_or_else(|| raise_not_sharded(&relation_name(oid)));
+    let family = crate::hashing::key_family(key.oid());
+    if family != sharded.key_family {
+        PgShardError::new(
+            PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+            format!(
+                "a {} value cannot be a key of {}, whose shard key {} is of the {} family",
+                type_name(key.oid()),
+                relation_name(oid),
+                sharded.key_name,
+                sharded.key_family.name()
+            ),
+        )
+        .hint("Cast the value to the shard key's type.")
+        .raise()
+    }
+    let hash = crate::hashing::hash_datum(key.datum(), key.oid());
+    let shard = sharded.shard_for_hash(hash);
+    TableIterator::once((shard.id, shard.worker.name.clone()))
+}
+
+/// Each shard's qualified name on its worker, row estimate and size, asked of every worker
+/// concurrently. A worker that cannot be reached gives NULL estimates rather than an error, so
+/// that the view stays usable while a worker is down.
+#[pg_extern(volatile)]
+fn shard_sizes() -> TableIterator<
+    'static,
+    (
+        name!(shard_id, i64),
+        name!(shard_name, String),
+        name!(row_estimate, Option<i64>),
+        name!(bytes, Option<i64>),
+    ),
+> {
+    let tables: Vec<Rc<ShardedTable>> = Spi::connect(|client| {
+        client
+            .select("SELECT table_oid::oid FROM pgshard.sharded_table", None, &[])?
+            .into_iter()
+            .map(|row| row.get::<pg_sys::Oid>(1).map(|o| o.expect("NOT NULL")))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .unwrap_or_else(|e| spi_failed("could not read pgshard.sharded_table", e))
+    .into_iter()
+    .filter_map(metadata::sharded_table)
+    .collect();
+    let shards: Vec<&Shard> = tables.iter().flat_map(|t| t.shards.iter()).collect();
+    let mut workers: Vec<Worker> = Vec::new();
+    for shard in &shards {
+        if !workers.iter().any(|w| w.id == shard.worker.id) {
+            workers.push(shard.worker.clone());
+        }
+    }
+    let connections = xact::connections(&workers, Access::Read);
+    let queries: Vec<(usize, String)> = connections
+        .iter()
+        .enumerate()
+        .map(|(i, conn)| {
+            let names: Vec<String> = shards
+                .iter()
+                .filter(|s| s.worker.id == conn.worker.id)
+                .map(|s| layout::quote_literal(&s.relation))
+                .collect();
+            let sql = format!(
+                "SELECT n, greatest(c.reltuples::bigint, pg_stat_get_live_tuples(c.oid)), \
+                 pg_total_relation_size(c.oid) \
+                 FROM unnest(ARRAY[{}]::text[]) n LEFT JOIN pg_class c ON c.oid = to_regclass(n)",
+                names.join(",")
+            );
+            (i, conn.with_begin(&sql))
+        })
+        .collect();
+    let tokens: Vec<_> = connections.iter().map(|c| c.client.cancel_token()).collect();
+    let runs = queries
+        .iter()
+        .map(|(i, sql)| connections[*i].client.simple_query(sql));
+    let results = remote::wait(futures_util::future::join_all(runs), &tokens);
+    let mut sizes = std::collections::HashMap::new();
+    for result in results.into_iter().flatten() {
+        for message in result {
+            if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
+                let parse = |i| row.get(i).and_then(|v: &str| v.parse::<i64>().ok());
+                sizes.insert(row.get(0).unwrap_or_default().to_string(), (parse(1), parse(2)));
+            }
+        }
+    }
+    let rows: Vec<_> = shards
+        .iter()
+        .map(|s| {
+            let (estimate, bytes) = sizes.get(&s.relation).copied().unwrap_or((None, None));
+            (s.id, s.relation.clone(), estimate, bytes)
+        })
+        .collect();
+    TableIterator::new(rows)
+}
+
+/// What shard_table needs to know of the table.
+struct TableInfo {
+    oid: pg_sys::Oid,
+    schema: String,
+    name: String,
+    /// Quoted and qualified.
+    qualified: String,
+}
+
+/// The shard key column.
+struct KeyColumn {
+    name: String,
+    attnum: i16,
+    type_oid: pg_sys::Oid,
+    not_null: bool,
+}
+
+fn describe(oid: pg_sys::Oid) -> TableInfo {
+    // SAFETY: catalog lookups for a relation the caller has locked.
+    let (schema, name) = unsafe {
+        (
+            cstr(pg_sys::get_namespace_name(pg_sys::get_rel_namespace(oid))),
+            cstr(pg_sys::get_rel_name(oid)),
+        )
+    };
+    TableInfo {
+        oid,
+        qualified: format!("{}.{}", quote_ident(&schema), quote_ident(&name)),
+        schema,
+        name,
+    }
+}
+
+fn relation_name(oid: pg_sys::Oid) -> String {
+    describe(oid).qualified
+}
+
+fn type_name(oid: pg_sys::Oid) -> String {
+    // SAFETY: format_type_be works for any oid.
+    unsafe { cstr(pg_sys::format_type_be(oid)) }
+}
+
+fn raise_not_sharded(table: &str) -> ! {
+    PgShardError::new(
+        PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+        format!("table {table} is not sharded"),
+    )
+    .hint("pgshard.tables lists the sharded tables.")
+    .raise()
+}
+
+/// The first column of the first row of a catalog query, `None` when there is no row.
+fn first_text(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> Option<String> {
+    match Spi::get_one_with_args::<String>(sql, args) {
+        Ok(value) => value,
+        Err(pgrx::spi::SpiError::InvalidPosition) => None,
+        Err(e) => spi_failed("could not inspect the table", e),
+    }
+}
+
+fn refuse(code: PgSqlErrorCode, message: String, hint: &str) -> ! {
+    PgShardError::new(code, message).hint(hint).raise()
+}
+
+impl TableInfo {
+    fn check_owner(&self) {
+        // SAFETY: an ownership check of the current user.
+        if !unsafe { pg_sys::pg_class_ownercheck(self.oid, pg_sys::GetUserId()) } {
+            refuse(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                format!("must be owner of table {}", self.qualified),
+                "Only the table's owner (or a superuser) can shard or unshard it.",
+            )
+        }
+    }
+
+    /// Everything about the table itself that rules out sharding it.
+    fn check_shardable(&self, _key: &str) {
+        let q = &self.qualified;
+        // SAFETY: plain catalog lookups.
+        let (kind, persistence) =
+            unsafe { (pg_sys::get_rel_relkind(self.oid) as u8, pg_sys::get_rel_persistence(self.oid) as u8) };
+        match kind {
+            b'r' => {}
+            b'p' => refuse(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!("cannot shard partitioned table {q}"),
+                "Shard a plain table; pgshard's shards take the place of partitions.",
+            ),
+            _ => refuse(
+                PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+                format!("{q} is not a table"),
+                "Only plain tables can be sharded.",
+            ),
+        }
+        if persistence == b't' {
+            refuse(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!("cannot shard temporary table {q}"),
+                "Temporary tables live in one session; shard a permanent table.",
+            );
+        }
+        self.check_owner();
+        if metadata::first_sharded([self.oid]).is_some() {
+            refuse(
+                PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+                format!("table {q} is already sharded"),
+                "pgshard.shards shows its shards; pgshard.unshard_table() undoes sharding.",
+            );
+        }
+        let first = |sql: &str| first_text(sql, &[self.oid.into()]);
+        if let Some(other) = first(
+            "SELECT format('%s (constraint %I)', conrelid::regclass, conname) FROM pg_constraint \
+             WHERE confrelid = $1 AND contype = 'f' AND conrelid <> $1 LIMIT 1",
+        ) {
+            refuse(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!("cannot shard table {q}: it is referenced by a foreign key from {other}"),
+                "A local table cannot reference rows that move to workers; drop the foreign key first.",
+            );
+        }
+        if let Some(name) = first(
+            "SELECT conname::text FROM pg_constraint WHERE conrelid = $1 AND contype = 'f' LIMIT 1",
+        ) {
+            refuse(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!("cannot shard table {q}: foreign key \"{name}\" is not supported on sharded tables yet"),
+                "Drop the foreign key before sharding the table.",
+            );
+        }
+        if let Some(name) = first(
+            "SELECT conname::text FROM pg_constraint WHERE conrelid = $1 AND contype = 'x' LIMIT 1",
+        ) {
+            refuse(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!("cannot shard table {q}: exclusion constraint \"{name}\" is not supported on sharded tables"),
+                "An exclusion constraint can only be checked within one shard; drop it first.",
+            );
+        }
+        if let Some(other) = first(
+            "SELECT (CASE WHEN inhrelid = $1 THEN inhparent ELSE inhrelid END)::regclass::text \
+             FROM pg_inherits WHERE inhrelid = $1 OR inhparent = $1 LIMIT 1",
+        ) {
+            refuse(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!("cannot shard table {q}: it is in an inheritance hierarchy with {other}"),
+                "Only stand-alone tables can be sharded.",
+            );
+        }
+        if let Some(column) = first(
+            "SELECT attname::text FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 \
+             AND NOT attisdropped AND attgenerated <> '' LIMIT 1",
+        ) {
+            refuse(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!("cannot shard table {q}: generated column \"{column}\" is not supported on sharded tables yet"),
+                "Compute the value in the application or a view instead.",
+            );
+        }
+        if let Some(trigger) = first(
+            "SELECT tgname::text FROM pg_trigger WHERE tgrelid = $1 AND NOT tgisinternal LIMIT 1",
+        ) {
+            refuse(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!("cannot shard table {q}: trigger \"{trigger}\" would not fire on sharded rows"),
+                "Drop the trigger first; triggers on sharded tables are not supported.",
+            );
+        }
+        let policies = Spi::get_one_with_args::<bool>(
+            "SELECT relrowsecurity FROM pg_class WHERE oid = $1",
+            &[self.oid.into()],
+        )
+        .unwrap_or_else(|e| spi_failed("could not inspect the table", e))
+        .unwrap_or(false);
+        if policies {
+            refuse(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!("cannot shard table {q}: row level security is not supported on sharded tables"),
+                "Disable row level security on the table first.",
+            );
+        }
+    }
+
+    fn key_column(&self, key: &str) -> KeyColumn {
+        let row = Spi::get_three_with_args::<i16, pg_sys::Oid, bool>(
+            "SELECT attnum, atttypid, attnotnull FROM pg_attribute \
+             WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
+            &[self.oid.into(), key.into()],
+        );
+        match row {
+            Ok((Some(attnum), Some(type_oid), Some(not_null))) => KeyColumn {
+                name: key.to_string(),
+                attnum,
+                type_oid,
+                not_null,
+            },
+            Ok(_) | Err(pgrx::spi::SpiError::InvalidPosition) => refuse(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                format!("column \"{key}\" of table {} does not exist", self.qualified),
+                "The shard key must be one of the table's columns, named exactly (case matters).",
+            ),
+            Err(e) => spi_failed("could not inspect the table", e),
+        }
+    }
+
+    /// Uniqueness can only be enforced within one shard, so every primary key, unique
+    /// constraint and unique index must include the shard key.
+    fn check_unique_constraints(&self, key: &KeyColumn) {
+        let offender = first_text(
+            "SELECT coalesce(format('constraint %I', c.conname), format('unique index %I', i.relname)) \
+             FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid \
+             LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid \
+             WHERE x.indrelid = $1 AND x.indisunique AND NOT ($2 = ANY (x.indkey::int2[])) LIMIT 1",
+            &[self.oid.into(), key.attnum.into()],
+        );
+        if let Some(offender) = offender {
+            PgShardError::new(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!(
+                    "cannot shard table {} by \"{}\": {offender} does not include the shard key",
+                    self.qualified, key.name
+                ),
+            )
+            .detail("Uniqueness can only be enforced within a shard, so a unique constraint must include the shard key.")
+            .hint("Add the shard key to the constraint, or choose a shard key that it includes.")
+            .raise()
+        }
+    }
+
+    fn check_no_null_keys(&self, key: &KeyColumn) {
+        if key.not_null {
+            return;
+        }
+        let has_nulls = Spi::get_one::<bool>(&format!(
+            "SELECT EXISTS (SELECT 1 FROM ONLY {} WHERE {} IS NULL)",
+            self.qualified,
+            quote_ident(&key.name)
+        ))
+        .unwrap_or_else(|e| spi_failed("could not inspect the table", e))
+        .unwrap_or(false);
+        if has_nulls {
+            PgShardError::new(
+                PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
+                format!(
+                    "cannot shard table {}: shard key \"{}\" is NULL in some rows",
+                    self.qualified, key.name
+                ),
+            )
+            .detail("A row with a NULL shard key belongs to no shard.")
+            .hint("Fill in or delete those rows, and consider making the column NOT NULL.")
+            .raise()
+        }
+    }
+
+    /// The table's live columns, quoted, comma-separated, in attribute order.
+    fn column_list(&self) -> String {
+        Spi::get_one_with_args::<String>(
+            "SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute \
+             WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped",
+            &[self.oid.into()],
+        )
+        .unwrap_or_else(|e| spi_failed("could not inspect the table", e))
+        .unwrap_or_default()
+    }
+
+    /// CREATE TABLE and CREATE INDEX statements for one shard table.
+    fn shard_ddl(&self, shard: &Shard) -> String {
+        let rows = |sql: &str| -> Vec<(String, String, String)> {
+            Spi::connect(|client| {
+                client
+                    .select(sql, None, &[self.oid.into()])?
+                    .into_iter()
+                    .map(|row| {
+                        Ok((
+                            row.get::<String>(1)?.unwrap_or_default(),
+                            row.get::<String>(2)?.unwrap_or_default(),
+                            row.get::<String>(3)?.unwrap_or_default(),
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
+            })
+            .unwrap_or_else(|e| spi_failed("could not read the table definition", e))
+        };
+        let mut elements: Vec<String> = rows(
+            "SELECT quote_ident(a.attname) || ' ' || format_type(a.atttypid, a.atttypmod) \
+               || CASE WHEN a.attcollation <> t.typcollation AND a.attcollation <> 0 \
+                  THEN ' COLLATE ' || quote_ident(n.nspname) || '.' || quote_ident(c.collname) ELSE '' END \
+               || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END, '', '' \
+             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+             LEFT JOIN pg_collation c ON c.oid = a.attcollation \
+             LEFT JOIN pg_namespace n ON n.oid = c.collnamespace \
+             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        )
+        .into_iter()
+        .map(|(column, _, _)| column)
+        .collect();
+        for (kind, name, definition) in rows(
+            "SELECT contype::text, conname::text, pg_get_constraintdef(oid) FROM pg_constraint \
+             WHERE conrelid = $1 AND contype IN ('c', 'p', 'u') ORDER BY contype, conname",
+        ) {
+            // Constraints backed by an index name that index, and index names are unique per
+            // schema: each shard's gets the shard id.
+            let name = if kind == "c" {
+                name
+            } else {
+                layout::shard_relation_name(&name, shard.id)
+            };
+            elements.push(format!("CONSTRAINT {} {definition}", quote_ident(&name)));
+        }
+        let mut ddl = format!(
+            "CREATE SCHEMA IF NOT EXISTS {};\nCREATE TABLE {} ({});\n",
+            quote_ident(&self.schema),
+            shard.relation,
+            elements.join(", ")
+        );
+        for (index, quoted_name, definition) in rows(
+            "SELECT x.indexrelid::text, quote_ident(i.relname), pg_get_indexdef(x.indexrelid) \
+             FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid \
+             WHERE x.indrelid = $1 AND NOT EXISTS \
+               (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid AND c.conrelid = $1) \
+             ORDER BY x.indexrelid",
+        ) {
+            let rewritten = layout::rewrite_index_definition(
+                &definition,
+                &quoted_name,
+                &self.qualified,
+                &shard.relation,
+            )
+            .unwrap_or_else(|| {
+                refuse(
+                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    format!("cannot copy index {index} of {} to the shards: {definition}", self.qualified),
+                    "Drop the index, shard the table, and create the index again.",
+                )
+            });
+            ddl.push_str(&rewritten);
+            ddl.push_str(";\n");
+        }
+        ddl
+    }
+}
+
+/// A co-location group to join: its id and its shards' ranges and workers.
+struct Colocation {
+    id: i32,
+    layout: Vec<(HashRange, Worker)>,
+}
+
+fn colocation_of(other: pg_sys::Oid, family: KeyFamily, shard_count: Option<i32>) -> Colocation {
+    let other_name = relation_name(other);
+    let sharded = metadata::sharded_table(other).unwrap_or_else(|| {
+        refuse(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("cannot co-locate with table {other_name}: it is not sharded"),
+            "Shard that table first, or leave colocate_with out.",
+        )
+    });
+    if sharded.key_family != family {
+        PgShardError::new(
+            PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+            format!(
+                "cannot co-locate with table {other_name}: its shard key is of type {}, which does not hash like the new shard key",
+                type_name(sharded.key_type)
+            ),
+        )
+        .detail(format!(
+            "Keys of the {} family and the {} family never land on the same shard.",
+            sharded.key_family.name(),
+            family.name()
+        ))
+        .hint("Co-locate tables whose shard keys have the same type (int2, int4 and int8 hash alike).")
+        .raise()
+    }
+    if let Some(count) = shard_count {
+        if count as usize != sharded.shards.len() {
+            refuse(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!(
+                    "cannot co-locate with table {other_name} using {count} shards: it has {}",
+                    sharded.shards.len()
+                ),
+                "Leave shard_count out when using colocate_with.",
+            );
+        }
+    }
+    Colocation {
+        id: sharded.colocation_id,
+        layout: sharded
+            .shards
+            .iter()
+            .map(|s| (s.range, s.worker.clone()))
+            .collect(),
+    }
+}
+
+fn all_workers() -> Vec<Worker> {
+    Spi::connect(|client| {
+        client
+            .select(
+                "SELECT worker_id, name, conninfo FROM pgshard.worker ORDER BY worker_id",
+                None,
+                &[],
+            )?
+            .into_iter()
+            .map(|row| {
+                Ok(Worker {
+                    id: row.get::<i32>(1)?.expect("NOT NULL"),
+                    name: row.get::<String>(2)?.expect("NOT NULL"),
+                    conninfo: row.get::<String>(3)?.expect("NOT NULL"),
+                })
+            })
+            .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
+    })
+    .unwrap_or_else(|e| spi_failed("could not read pgshard.worker", e))
+}
+
+fn create_shard_tables(table: &TableInfo, shards: &[Shard]) {
+    let ddl: Vec<String> = shards.iter().map(|s| table.shard_ddl(s)).collect();
+    run_on_shard_workers(shards, |shard| {
+        let i = shards.iter().position(|s| s.id == shard.id).expect("shard listed");
+        ddl[i].clone()
+    });
+}
+
+/// Runs one statement per shard, all of a worker's in one round trip, the workers concurrently,
+/// inside the coordinator transaction's remote transactions.
+fn run_on_shard_workers(shards: &[Shard], statement: impl Fn(&Shard) -> String) {
+    let mut workers: Vec<Worker> = Vec::new();
+    for shard in shards {
+        if !workers.iter().any(|w| w.id == shard.worker.id) {
+            workers.push(shard.worker.clone());
+        }
+    }
+    let connections = xact::connections(&workers, Access::Write);
+    let scripts: Vec<String> = connections
+        .iter()
+        .map(|conn| {
+            let body: String = shards
+                .iter()
+                .filter(|s| s.worker.id == conn.worker.id)
+                .map(&statement)
+                .collect();
+            conn.with_begin(&body)
+        })
+        .collect();
+    let tokens: Vec<_> = connections.iter().map(|c| c.client.cancel_token()).collect();
+    let runs = connections
+        .iter()
+        .zip(&scripts)
+        .map(|(conn, script)| conn.client.simple_query(script));
+    let results = remote::wait(futures_util::future::join_all(runs), &tokens);
+    for (conn, result) in connections.iter().zip(results) {
+        if let Err(e) = result {
+            remote::query_error(&e).raise_for(&conn.worker.name, "create shards on");
+        }
+    }
+}
+
+/// Scans the coordinator's table once and copies each row into its shard.
+fn move_rows_into_shards(table: &TableInfo, sharded: &ShardedTable) {
+    let columns = table.column_list();
+    let mut copy = ShardCopy::new(sharded, &columns, COPY_FLUSH_BYTES);
+    // SAFETY: a sequential scan of a table this transaction holds AccessExclusiveLock on, with
+    // the transaction's snapshot; per-row allocations go to a context reset every row.
+    unsafe {
+        let rel = pg_sys::table_open(table.oid, pg_sys::NoLock as i32);
+        let desc = (*rel).rd_att;
+        let mut encoder = TextEncoder::new(desc);
+        let snapshot = pg_sys::GetActiveSnapshot();
+        let scan = pg_sys::table_beginscan(rel, snapshot, 0, std::ptr::null_mut());
+        let slot = pg_sys::table_slot_create(rel, std::ptr::null_mut());
+        let row_context = pg_sys::AllocSetContextCreateExtended(
+            pg_sys::CurrentMemoryContext,
+            c"pgshard row".as_ptr(),
+            0,
+            8 * 1024,
+            8 * 1024 * 1024,
+        );
+        let key_index = (sharded.key_attnum - 1) as usize;
+        let live: Vec<usize> = (0..(*desc).natts as usize)
+            .filter(|&i| !encoder.is_dropped(i))
+            .collect();
+        while pg_sys::table_scan_getnextslot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot) {
+            pgrx::check_for_interrupts!();
+            let previous = pg_sys::MemoryContextSwitchTo(row_context);
+            pg_sys::slot_getallattrs(slot);
+            let hash = crate::hashing::hash_datum(*(*slot).tts_values.add(key_index), sharded.key_type);
+            let values: Vec<Option<String>> = live
+                .iter()
+                .map(|&i| encoder.text(slot, i))
+                .collect();
+            pg_sys::MemoryContextSwitchTo(previous);
+            pg_sys::MemoryContextReset(row_context);
+            copy.push(hash, &values);
+        }
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+        pg_sys::table_endscan(scan);
+        pg_sys::table_close(rel, pg_sys::NoLock as i32);
+        pg_sys::MemoryContextDelete(row_context);
+    }
+    copy.finish();
+}
+
+/// Streams one shard's rows back into the coordinator's table, in batches of INSERTs.
+fn copy_shard_back(table: &TableInfo, columns: &str, shard: &Shard) {
+    const BATCH: usize = 500;
+    let types: Vec<String> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+                 WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                None,
+                &[table.oid.into()],
+            )?
+            .into_iter()
+            .map(|row| row.get::<String>(1).map(|t| t.unwrap_or_default()))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .unwrap_or_else(|e| spi_failed("could not inspect the table", e));
+    let conn = xact::connection(&shard.worker, Access::Write);
+    let sql = conn.with_begin(&format!("SELECT {columns} FROM {}", shard.relation));
+    let token = [conn.client.cancel_token()];
+    let stream = remote::wait(conn.client.simple_query_raw(&sql), &token)
+        .unwrap_or_else(|e| remote::query_error(&e).raise_for(&shard.worker.name, "read shards from"));
+    let mut stream = std::pin::pin!(stream);
+    let mut batch: Vec<String> = Vec::new();
+    let insert = |batch: &mut Vec<String>| {
+        if batch.is_empty() {
+            return;
+        }
+        Spi::run(&format!(
+            "INSERT INTO {} ({columns}) VALUES {}",
+            table.qualified,
+            batch.join(", ")
+        ))
+        .unwrap_or_else(|e| spi_failed("could not insert rows back into the table", e));
+        batch.clear();
+    };
+    loop {
+        let next = remote::wait(stream.next(), &token);
+        match next {
+            None => break,
+            Some(Err(e)) => remote::query_error(&e).raise_for(&shard.worker.name, "read shards from"),
+            Some(Ok(tokio_postgres::SimpleQueryMessage::Row(row))) => {
+                let values: Vec<String> = (0..types.len())
+                    .map(|i| match row.get(i) {
+                        Some(text) => format!("{}::{}", layout::quote_literal(text), types[i]),
+                        None => "NULL".to_string(),
+                    })
+                    .collect();
+                batch.push(format!("({})", values.join(", ")));
+                if batch.len() >= BATCH {
+                    insert(&mut batch);
+                }
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+    insert(&mut batch);
+}
+
+fn record_metadata(sharded: &ShardedTable, colocation_id: Option<i32>, family: KeyFamily) {
+    let colocation_id = colocation_id.unwrap_or_else(|| {
+        Spi::get_one_with_args::<i32>(
+            "INSERT INTO pgshard.colocation (shard_count, key_family) VALUES ($1, $2) RETURNING colocation_id",
+            &[(sharded.shards.len() as i32).into(), family.name().into()],
+        )
+        .unwrap_or_else(|e| spi_failed("could not record the colocation group", e))
+        .expect("RETURNING gives a row")
+    });
+    Spi::run_with_args(
+        "INSERT INTO pgshard.sharded_table (table_oid, shard_key, colocation_id) VALUES ($1, $2, $3)",
+        &[sharded.oid.into(), sharded.key_name.as_str().into(), colocation_id.into()],
+    )
+    .unwrap_or_else(|e| spi_failed("could not record the sharded table", e));
+    for shard in &sharded.shards {
+        Spi::run_with_args(
+            "INSERT INTO pgshard.shard (shard_id, table_oid, hash_min, hash_max) VALUES ($1, $2, $3, $4); ",
+            &[shard.id.into(), sharded.oid.into(), shard.range.min.into(), shard.range.max.into()],
+        )
+        .unwrap_or_else(|e| spi_failed("could not record the shards", e));
+        Spi::run_with_args(
+            "INSERT INTO pgshard.placement (shard_id, worker_id) VALUES ($1, $2)",
+            &[shard.id.into(), shard.worker.id.into()],
+        )
+        .unwrap_or_else(|e| spi_failed("could not record the placements", e));
+    }
+}
