@@ -8,11 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pgrx::prelude::*;
 
 mod error;
+mod deparse;
 mod guc;
 mod hashing;
 mod metadata;
 mod planner;
 mod remote;
+mod scan;
 mod rows;
 mod shard_copy;
 mod tables;
@@ -35,6 +37,7 @@ pub extern "C-unwind" fn _PG_init() {
     guc::register();
     metadata::register_invalidation();
     xact::register();
+    scan::register();
     if preloading {
         planner::install();
         utility::install();

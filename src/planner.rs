@@ -1,24 +1,44 @@
-//! The planner hook. For now it guards: a statement that touches a sharded table is refused
-//! with a clear error, because the coordinator's copy of a sharded table holds no rows and
-//! planning it locally would return a silently wrong (empty) answer. Routing replaces the
-//! refusal as it lands.
+//! The planner hooks.
+//!
+//! `set_rel_pathlist_hook` gives every scan of a sharded table to the pgshard scan (`scan.rs`).
+//! The planner hook then checks the finished plan: the coordinator's copy of a sharded table
+//! holds no rows, so any other access to it (a write not routed yet, a row lock, a scan some
+//! other code path produced) would be a silently wrong answer and is refused instead.
 
 use std::ffi::c_char;
 
 use pgrx::prelude::*;
 
+use crate::deparse::list_pointers;
 use crate::error::PgShardError;
 use crate::metadata;
+use crate::scan;
 
 static mut PREVIOUS_PLANNER: pg_sys::planner_hook_type = None;
+static mut PREVIOUS_SET_REL_PATHLIST: pg_sys::set_rel_pathlist_hook_type = None;
 
-/// Installs the hook; called from `_PG_init` in the postmaster.
+/// Installs the hooks; called from `_PG_init` in the postmaster.
 pub fn install() {
     // SAFETY: hooks are installed once, single-threaded, while the library loads.
     unsafe {
         PREVIOUS_PLANNER = pg_sys::planner_hook;
         pg_sys::planner_hook = Some(pgshard_planner);
+        PREVIOUS_SET_REL_PATHLIST = pg_sys::set_rel_pathlist_hook;
+        pg_sys::set_rel_pathlist_hook = Some(pgshard_set_rel_pathlist);
     }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn pgshard_set_rel_pathlist(
+    root: *mut pg_sys::PlannerInfo,
+    rel: *mut pg_sys::RelOptInfo,
+    rti: pg_sys::Index,
+    rte: *mut pg_sys::RangeTblEntry,
+) {
+    if let Some(previous) = PREVIOUS_SET_REL_PATHLIST {
+        previous(root, rel, rti, rte);
+    }
+    scan::replace_paths(root, rel, rte);
 }
 
 #[pg_guard]
@@ -33,25 +53,96 @@ unsafe extern "C-unwind" fn pgshard_planner(
         Some(previous) => previous(parse, query_string, cursor_options, bound_params),
         None => pg_sys::standard_planner(parse, query_string, cursor_options, bound_params),
     };
-    // The final range table holds the relations of every subquery, CTE, sublink and expanded
-    // view. (relationOids would not do: it also lists regclass constants such as 'tab'::regclass.)
-    if let Some(table) = metadata::first_sharded(relations_in_range_table((*planned).rtable)) {
-        refuse_sharded(table, "this statement");
+    let rtable = list_pointers((*planned).rtable);
+    let sharded_rti = |rti: u32| -> Option<pg_sys::Oid> {
+        let rte = *rtable.get((rti as usize).checked_sub(1)?)? as *mut pg_sys::RangeTblEntry;
+        ((*rte).rtekind == pg_sys::RTEKind::RTE_RELATION)
+            .then(|| metadata::first_sharded([(*rte).relid]))
+            .flatten()
+    };
+    // Cheap exit for the common case of a plan without sharded tables.
+    if !(1..=rtable.len() as u32).any(|rti| sharded_rti(rti).is_some()) {
+        return planned;
+    }
+    for rowmark in list_pointers((*planned).rowMarks) {
+        let rowmark = rowmark as *mut pg_sys::PlanRowMark;
+        if let Some(table) = sharded_rti((*rowmark).rti) {
+            refuse_sharded(table, "SELECT FOR UPDATE/SHARE");
+        }
+    }
+    let mut plans = vec![(*planned).planTree];
+    plans.extend(list_pointers((*planned).subplans).into_iter().map(|p| p as *mut pg_sys::Plan));
+    while let Some(plan) = plans.pop() {
+        if plan.is_null() {
+            continue;
+        }
+        check_plan_node(plan, &sharded_rti);
+        plans.extend(children(plan));
     }
     planned
 }
 
-/// The oids of the plain relations in a flattened range table.
-unsafe fn relations_in_range_table(rtable: *mut pg_sys::List) -> Vec<pg_sys::Oid> {
-    if rtable.is_null() {
+/// Refuses a plan node that would touch the coordinator's (empty) copy of a sharded table.
+unsafe fn check_plan_node(plan: *mut pg_sys::Plan, sharded_rti: &impl Fn(u32) -> Option<pg_sys::Oid>) {
+    use pg_sys::NodeTag::*;
+    match (*plan).type_ {
+        T_SeqScan | T_SampleScan | T_IndexScan | T_IndexOnlyScan | T_BitmapHeapScan | T_TidScan
+        | T_TidRangeScan => {
+            if let Some(table) = sharded_rti((*(plan as *mut pg_sys::Scan)).scanrelid) {
+                refuse_sharded(table, "this kind of scan");
+            }
+        }
+        T_CustomScan if !scan::is_pgshard_scan(plan) => {
+            if let Some(table) = sharded_rti((*(plan as *mut pg_sys::Scan)).scanrelid) {
+                refuse_sharded(table, "another extension's scan");
+            }
+        }
+        T_ModifyTable => {
+            let modify = plan as *mut pg_sys::ModifyTable;
+            for rti in list_ints((*modify).resultRelations) {
+                if let Some(table) = sharded_rti(rti) {
+                    let what = match (*modify).operation {
+                        pg_sys::CmdType::CMD_INSERT => "INSERT",
+                        pg_sys::CmdType::CMD_UPDATE => "UPDATE",
+                        pg_sys::CmdType::CMD_DELETE => "DELETE",
+                        _ => "MERGE",
+                    };
+                    refuse_sharded(table, what);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The members of an integer List.
+unsafe fn list_ints(list: *mut pg_sys::List) -> Vec<u32> {
+    if list.is_null() {
         return Vec::new();
     }
-    let list = &*rtable;
-    (0..list.length as usize)
-        .map(|i| (*list.elements.add(i)).ptr_value as *mut pg_sys::RangeTblEntry)
-        .filter(|rte| (**rte).rtekind == pg_sys::RTEKind::RTE_RELATION)
-        .map(|rte| (*rte).relid)
+    (0..(*list).length as usize)
+        .map(|i| (*(*list).elements.add(i)).int_value as u32)
         .collect()
+}
+
+/// The child plans of a plan node.
+unsafe fn children(plan: *mut pg_sys::Plan) -> Vec<*mut pg_sys::Plan> {
+    use pg_sys::NodeTag::*;
+    let mut out = vec![(*plan).lefttree, (*plan).righttree];
+    let list = match (*plan).type_ {
+        T_Append => (*(plan as *mut pg_sys::Append)).appendplans,
+        T_MergeAppend => (*(plan as *mut pg_sys::MergeAppend)).mergeplans,
+        T_BitmapAnd => (*(plan as *mut pg_sys::BitmapAnd)).bitmapplans,
+        T_BitmapOr => (*(plan as *mut pg_sys::BitmapOr)).bitmapplans,
+        T_CustomScan => (*(plan as *mut pg_sys::CustomScan)).custom_plans,
+        T_SubqueryScan => {
+            out.push((*(plan as *mut pg_sys::SubqueryScan)).subplan);
+            std::ptr::null_mut()
+        }
+        _ => std::ptr::null_mut(),
+    };
+    out.extend(list_pointers(list).into_iter().map(|p| p as *mut pg_sys::Plan));
+    out
 }
 
 /// Raises the "not supported on sharded table" error.
@@ -60,7 +151,7 @@ pub fn refuse_sharded(table: pg_sys::Oid, what: &str) -> ! {
         PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
         format!("{what} is not supported on sharded table {} yet", relation_name(table)),
     )
-    .hint("pgshard does not route statements on sharded tables yet; see docs/routing.md for what is supported.")
+    .hint("See docs/routing.md for what pgshard routes to the shards.")
     .raise()
 }
 

@@ -292,3 +292,20 @@ fn finish(committed: bool) {
         }
     }
 }
+
+/// Closes the connections to `worker_ids` if none of them is in a remote transaction block
+/// (a read that is abandoned halfway leaves its connection busy; closing it is the fastest way
+/// out). Returns whether they were closed; connections inside a block are kept.
+pub fn discard_idle_readers(worker_ids: &[i32]) -> bool {
+    OPEN.with(|open| {
+        let mut open = open.borrow_mut();
+        let all_idle = open
+            .iter()
+            .filter(|t| worker_ids.contains(&t.worker.id))
+            .all(|t| !t.began);
+        if all_idle {
+            open.retain(|t| !worker_ids.contains(&t.worker.id));
+        }
+        all_idle
+    })
+}

@@ -1,0 +1,369 @@
+//! Deparsing: turning planner expressions into SQL that a worker runs on a shard table.
+//!
+//! Only what gives the same answer on the worker is pushed: columns of the scanned table,
+//! constants of built-in types, and built-in immutable operators and functions over them.
+//! A comparison under a collation other than "C" is pushed only when it is an equality (which
+//! does not depend on the collation's order, and workers may sort differently). Parameters and
+//! other expressions that use no column and nothing volatile (`now()`, `current_user`, `$1 + 1`)
+//! are evaluated once on the coordinator when the statement runs and sent as literals.
+//! Anything else stays on the coordinator.
+
+use std::ffi::c_void;
+
+use pgrx::prelude::*;
+
+use crate::metadata::{cstr, quote_ident};
+
+/// Objects with oids below this are built into PostgreSQL (FirstNormalObjectId), so a worker of
+/// the same major version has them with the same meaning.
+const FIRST_NORMAL_OBJECT_ID: u32 = 16384;
+const C_COLLATION_OID: u32 = 950;
+const POSIX_COLLATION_OID: u32 = 951;
+
+/// SQL text with holes for values computed on the coordinator at execution time:
+/// `parts[0] value[0] parts[1] … value[n-1] parts[n]`.
+#[derive(Debug, Clone)]
+pub struct Sql {
+    pub parts: Vec<String>,
+    pub values: Vec<*mut pg_sys::Node>,
+}
+
+impl Default for Sql {
+    fn default() -> Self {
+        Sql {
+            parts: vec![String::new()],
+            values: Vec::new(),
+        }
+    }
+}
+
+impl Sql {
+    pub fn push(&mut self, text: &str) {
+        self.parts.last_mut().expect("never empty").push_str(text);
+    }
+
+    fn push_value(&mut self, expr: *mut pg_sys::Node) {
+        self.values.push(expr);
+        self.parts.push(String::new());
+    }
+
+    /// Appends another fragment, holes included.
+    pub fn append(&mut self, other: Sql) {
+        let mut parts = other.parts.into_iter();
+        self.push(&parts.next().expect("never empty"));
+        self.values.extend(other.values);
+        self.parts.extend(parts);
+    }
+
+    /// The SQL with each hole filled by `render(index)`.
+    pub fn render(parts: &[String], mut render: impl FnMut(usize) -> String) -> String {
+        let mut out = parts[0].clone();
+        for (i, part) in parts[1..].iter().enumerate() {
+            out.push_str(&render(i));
+            out.push_str(part);
+        }
+        out
+    }
+}
+
+/// Deparses expressions over one table, whose columns are known by range-table index `varno`.
+pub struct Deparser {
+    pub varno: u32,
+    pub relid: pg_sys::Oid,
+}
+
+impl Deparser {
+    /// The SQL of `node`, or `None` when it cannot run on a worker.
+    ///
+    /// # Safety
+    /// `node` must be a valid planner expression.
+    pub unsafe fn deparse(&self, node: *mut pg_sys::Node) -> Option<Sql> {
+        let mut sql = Sql::default();
+        self.expr(node, &mut sql).then_some(sql)
+    }
+
+    unsafe fn expr(&self, node: *mut pg_sys::Node, out: &mut Sql) -> bool {
+        if node.is_null() {
+            return false;
+        }
+        // A Var-free, non-volatile expression is computed once on the coordinator: it is
+        // correct whatever it calls (user functions, stable ones), and cheap.
+        if coordinator_evaluable(node) && !matches!((*node).type_, pg_sys::NodeTag::T_Const) {
+            out.push_value(node);
+            return true;
+        }
+        match (*node).type_ {
+            pg_sys::NodeTag::T_Var => {
+                let var = node as *mut pg_sys::Var;
+                if (*var).varno as u32 != self.varno || (*var).varlevelsup != 0 || (*var).varattno <= 0 {
+                    return false;
+                }
+                let name = cstr(pg_sys::get_attname(self.relid, (*var).varattno, false));
+                out.push(&quote_ident(&name));
+                true
+            }
+            pg_sys::NodeTag::T_Const => {
+                let c = node as *mut pg_sys::Const;
+                if !builtin((*c).consttype) {
+                    return false;
+                }
+                out.push(&literal((*c).constvalue, (*c).constisnull, (*c).consttype, (*c).consttypmod));
+                true
+            }
+            pg_sys::NodeTag::T_OpExpr => {
+                let op = node as *mut pg_sys::OpExpr;
+                self.operator((*op).opno, (*op).opfuncid, (*op).inputcollid, (*op).args, None, out)
+            }
+            pg_sys::NodeTag::T_ScalarArrayOpExpr => {
+                let op = node as *mut pg_sys::ScalarArrayOpExpr;
+                let quantifier = if (*op).useOr { "ANY" } else { "ALL" };
+                self.operator((*op).opno, (*op).opfuncid, (*op).inputcollid, (*op).args, Some(quantifier), out)
+            }
+            pg_sys::NodeTag::T_FuncExpr => {
+                let f = node as *mut pg_sys::FuncExpr;
+                if (*f).funcvariadic
+                    || (*f).funcretset
+                    || !builtin((*f).funcid)
+                    || pg_sys::func_volatile((*f).funcid) as u8 != b'i'
+                    || !collation_safe((*f).inputcollid, false)
+                {
+                    return false;
+                }
+                let name = cstr(pg_sys::get_func_name((*f).funcid));
+                out.push(&format!("pg_catalog.{}(", quote_ident(&name)));
+                if !self.list((*f).args, ", ", out) {
+                    return false;
+                }
+                out.push(")");
+                true
+            }
+            pg_sys::NodeTag::T_BoolExpr => {
+                let b = node as *mut pg_sys::BoolExpr;
+                let args = list_nodes((*b).args);
+                match (*b).boolop {
+                    pg_sys::BoolExprType::NOT_EXPR => {
+                        out.push("(NOT ");
+                        if !self.expr(args[0], out) {
+                            return false;
+                        }
+                        out.push(")");
+                        true
+                    }
+                    kind => {
+                        let joiner = if kind == pg_sys::BoolExprType::AND_EXPR { " AND " } else { " OR " };
+                        out.push("(");
+                        if !self.list((*b).args, joiner, out) {
+                            return false;
+                        }
+                        out.push(")");
+                        true
+                    }
+                }
+            }
+            pg_sys::NodeTag::T_NullTest => {
+                let t = node as *mut pg_sys::NullTest;
+                if (*t).argisrow {
+                    return false;
+                }
+                out.push("(");
+                if !self.expr((*t).arg as *mut pg_sys::Node, out) {
+                    return false;
+                }
+                out.push(if (*t).nulltesttype == pg_sys::NullTestType::IS_NULL { " IS NULL)" } else { " IS NOT NULL)" });
+                true
+            }
+            pg_sys::NodeTag::T_BooleanTest => {
+                let t = node as *mut pg_sys::BooleanTest;
+                let test = match (*t).booltesttype {
+                    pg_sys::BoolTestType::IS_TRUE => " IS TRUE)",
+                    pg_sys::BoolTestType::IS_NOT_TRUE => " IS NOT TRUE)",
+                    pg_sys::BoolTestType::IS_FALSE => " IS FALSE)",
+                    pg_sys::BoolTestType::IS_NOT_FALSE => " IS NOT FALSE)",
+                    pg_sys::BoolTestType::IS_UNKNOWN => " IS UNKNOWN)",
+                    _ => " IS NOT UNKNOWN)",
+                };
+                out.push("(");
+                if !self.expr((*t).arg as *mut pg_sys::Node, out) {
+                    return false;
+                }
+                out.push(test);
+                true
+            }
+            pg_sys::NodeTag::T_RelabelType => {
+                let r = node as *mut pg_sys::RelabelType;
+                if !builtin((*r).resulttype) {
+                    return false;
+                }
+                out.push("(");
+                if !self.expr((*r).arg as *mut pg_sys::Node, out) {
+                    return false;
+                }
+                out.push(&format!(")::{}", type_sql((*r).resulttype, (*r).resulttypmod)));
+                true
+            }
+            pg_sys::NodeTag::T_ArrayExpr => {
+                let a = node as *mut pg_sys::ArrayExpr;
+                if !builtin((*a).array_typeid) || (*a).multidims {
+                    return false;
+                }
+                out.push("ARRAY[");
+                if !self.list((*a).elements, ", ", out) {
+                    return false;
+                }
+                out.push(&format!("]::{}", type_sql((*a).array_typeid, -1)));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    unsafe fn list(&self, list: *mut pg_sys::List, separator: &str, out: &mut Sql) -> bool {
+        for (i, arg) in list_nodes(list).into_iter().enumerate() {
+            if i > 0 {
+                out.push(separator);
+            }
+            if !self.expr(arg, out) {
+                return false;
+            }
+        }
+        true
+    }
+
+    unsafe fn operator(
+        &self,
+        opno: pg_sys::Oid,
+        funcid: pg_sys::Oid,
+        collation: pg_sys::Oid,
+        args: *mut pg_sys::List,
+        quantifier: Option<&str>,
+        out: &mut Sql,
+    ) -> bool {
+        let funcid = if funcid == pg_sys::InvalidOid { pg_sys::get_opcode(opno) } else { funcid };
+        if !builtin(opno) || pg_sys::func_volatile(funcid) as u8 != b'i' {
+            return false;
+        }
+        let args = list_nodes(args);
+        let equality = args.len() == 2
+            && pg_sys::op_hashjoinable(opno, pg_sys::exprType(args[0]));
+        if !collation_safe(collation, equality) {
+            return false;
+        }
+        let name = format!("OPERATOR(pg_catalog.{})", cstr(pg_sys::get_opname(opno)));
+        out.push("(");
+        match (args.len(), quantifier) {
+            (1, None) => {
+                out.push(&name);
+                out.push(" ");
+                if !self.expr(args[0], out) {
+                    return false;
+                }
+            }
+            (2, _) => {
+                if !self.expr(args[0], out) {
+                    return false;
+                }
+                out.push(&format!(" {name} "));
+                if let Some(q) = quantifier {
+                    out.push(&format!("{q} ("));
+                }
+                if !self.expr(args[1], out) {
+                    return false;
+                }
+                if quantifier.is_some() {
+                    out.push(")");
+                }
+            }
+            _ => return false,
+        }
+        out.push(")");
+        true
+    }
+}
+
+/// Whether an expression can be computed once on the coordinator before the remote query
+/// runs: it reads no column, calls nothing volatile, and holds no subquery or aggregate.
+///
+/// # Safety
+/// `node` must be a valid planner expression.
+pub unsafe fn coordinator_evaluable(node: *mut pg_sys::Node) -> bool {
+    !pg_sys::contain_var_clause(node)
+        && !pg_sys::contain_volatile_functions(node)
+        && !pg_sys::contain_subplans(node)
+        && !pg_sys::contain_agg_clause(node)
+        && !pg_sys::expression_returns_set(node)
+        && builtin(pg_sys::exprType(node))
+}
+
+fn builtin(oid: pg_sys::Oid) -> bool {
+    oid.to_u32() < FIRST_NORMAL_OBJECT_ID
+}
+
+/// Whether an operation under `collation` gives the same answer on a worker.
+fn collation_safe(collation: pg_sys::Oid, equality: bool) -> bool {
+    let c = collation.to_u32();
+    c == 0 || c == C_COLLATION_OID || c == POSIX_COLLATION_OID || equality
+}
+
+/// A type as SQL, e.g. `character varying(10)`.
+pub fn type_sql(type_oid: pg_sys::Oid, typmod: i32) -> String {
+    // SAFETY: format_type_with_typemod works for any type oid.
+    unsafe { cstr(pg_sys::format_type_with_typemod(type_oid, typmod)) }
+}
+
+/// A value as an SQL literal with an explicit cast, e.g. `'2024-01-31'::date`. Dates, times
+/// and intervals are written in ISO style whatever the session's DateStyle, so that a worker
+/// reads them back the same.
+///
+/// # Safety
+/// `datum` must be a value of `type_oid` (ignored when `is_null`).
+pub unsafe fn literal(datum: pg_sys::Datum, is_null: bool, type_oid: pg_sys::Oid, typmod: i32) -> String {
+    let type_name = type_sql(type_oid, typmod);
+    if is_null {
+        return format!("NULL::{type_name}");
+    }
+    let mut output = pg_sys::InvalidOid;
+    let mut varlena = false;
+    pg_sys::getTypeOutputInfo(type_oid, &mut output, &mut varlena);
+    let (date_style, date_order, interval_style) = (pg_sys::DateStyle, pg_sys::DateOrder, pg_sys::IntervalStyle);
+    pg_sys::DateStyle = pg_sys::USE_ISO_DATES as i32;
+    pg_sys::DateOrder = pg_sys::DATEORDER_YMD as i32;
+    pg_sys::IntervalStyle = pg_sys::INTSTYLE_POSTGRES as i32;
+    let text = pg_sys::OidOutputFunctionCall(output, datum);
+    pg_sys::DateStyle = date_style;
+    pg_sys::DateOrder = date_order;
+    pg_sys::IntervalStyle = interval_style;
+    format!("{}::{type_name}", pgshard_core::layout::quote_literal(&cstr(text)))
+}
+
+/// The nodes of a List of pointers.
+///
+/// # Safety
+/// `list` must be NULL or a valid pointer List.
+pub unsafe fn list_nodes(list: *mut pg_sys::List) -> Vec<*mut pg_sys::Node> {
+    list_pointers(list).into_iter().map(|p| p as *mut pg_sys::Node).collect()
+}
+
+/// The elements of a List of pointers.
+///
+/// # Safety
+/// `list` must be NULL or a valid pointer List.
+pub unsafe fn list_pointers(list: *mut pg_sys::List) -> Vec<*mut c_void> {
+    if list.is_null() {
+        return Vec::new();
+    }
+    (0..(*list).length as usize)
+        .map(|i| (*(*list).elements.add(i)).ptr_value)
+        .collect()
+}
+
+/// Builds a List of pointers.
+///
+/// # Safety
+/// Allocates in the current memory context.
+pub unsafe fn make_list<T>(items: impl IntoIterator<Item = *mut T>) -> *mut pg_sys::List {
+    let mut list: *mut pg_sys::List = std::ptr::null_mut();
+    for item in items {
+        list = pg_sys::lappend(list, item.cast());
+    }
+    list
+}

@@ -1,0 +1,694 @@
+//! Reading sharded tables: a CustomScan that takes the place of every scan of a sharded table.
+//!
+//! Planning (`set_rel_pathlist_hook`): the only path left for a sharded table is this scan.
+//! It pushes the filters that are safe to push (see `deparse`) and fetches only the columns the
+//! query needs; PostgreSQL evaluates everything else on the coordinator, so any query shape
+//! (joins, aggregates, subqueries, window functions) gets the right answer.
+//!
+//! Pruning: filters `key = value` and `key = ANY(array)`, with values that are constants,
+//! parameters or other coordinator-evaluable expressions, are evaluated when the scan starts
+//! (so a generic plan of a prepared statement prunes with the bound parameters), hashed, and
+//! only the shards that can hold matching rows are queried.
+//!
+//! Execution: one query per shard, sent to all workers at once; rows are streamed back and
+//! merged as they arrive.
+
+use std::collections::VecDeque;
+use std::ffi::{c_char, CString};
+use std::pin::Pin;
+use std::rc::Rc;
+
+use futures_util::stream::{select_all, Stream, StreamExt};
+use futures_util::FutureExt;
+use pgrx::prelude::*;
+use tokio_postgres::{CancelToken, SimpleQueryMessage, SimpleQueryRow};
+
+use crate::deparse::{self, list_nodes, list_pointers, make_list, Deparser, Sql};
+use crate::error::PgShardError;
+use crate::metadata::{self, cstr, quote_ident, Shard, ShardedTable};
+use crate::remote;
+use crate::rows::TextDecoder;
+use crate::xact::{self, Access};
+
+/// Method tables hold C string pointers; they are immutable and shared by all backends' code.
+pub struct Methods<T>(pub T);
+// SAFETY: never written after initialisation; the pointers are to static C strings.
+unsafe impl<T> Sync for Methods<T> {}
+
+static PATH_METHODS: Methods<pg_sys::CustomPathMethods> = Methods(pg_sys::CustomPathMethods {
+    CustomName: c"pgshard scan".as_ptr(),
+    PlanCustomPath: Some(plan_scan),
+    ReparameterizeCustomPathByChild: None,
+});
+
+static SCAN_METHODS: Methods<pg_sys::CustomScanMethods> = Methods(pg_sys::CustomScanMethods {
+    CustomName: c"pgshard scan".as_ptr(),
+    CreateCustomScanState: Some(create_scan_state),
+});
+
+static EXEC_METHODS: Methods<pg_sys::CustomExecMethods> = Methods(pg_sys::CustomExecMethods {
+    CustomName: c"pgshard scan".as_ptr(),
+    BeginCustomScan: Some(begin_scan),
+    ExecCustomScan: Some(exec_scan),
+    EndCustomScan: Some(end_scan),
+    ReScanCustomScan: Some(rescan_scan),
+    MarkPosCustomScan: None,
+    RestrPosCustomScan: None,
+    EstimateDSMCustomScan: None,
+    InitializeDSMCustomScan: None,
+    ReInitializeDSMCustomScan: None,
+    InitializeWorkerCustomScan: None,
+    ShutdownCustomScan: None,
+    ExplainCustomScan: Some(explain_scan),
+});
+
+/// Cost of starting a remote query; high enough that the planner does not rescan shards in a
+/// nested loop when it can hash or materialize instead.
+const REMOTE_STARTUP_COST: f64 = 1000.0;
+const REMOTE_ROW_COST: f64 = 0.02;
+
+/// Whether `plan` is a pgshard scan (used by the planner guard).
+pub unsafe fn is_pgshard_scan(plan: *mut pg_sys::Plan) -> bool {
+    (*plan).type_ == pg_sys::NodeTag::T_CustomScan
+        && std::ptr::eq((*(plan as *mut pg_sys::CustomScan)).methods, &SCAN_METHODS.0)
+}
+
+/// Registers the scan so that plans holding it can be copied and read back; from `_PG_init`.
+pub fn register() {
+    // SAFETY: registers a static method table under its unique name.
+    unsafe { pg_sys::RegisterCustomScanMethods(&SCAN_METHODS.0) }
+}
+
+/// `set_rel_pathlist_hook` body: replaces every path of a sharded table by the pgshard scan.
+///
+/// # Safety
+/// Called by the planner with valid arguments.
+pub unsafe fn replace_paths(
+    root: *mut pg_sys::PlannerInfo,
+    rel: *mut pg_sys::RelOptInfo,
+    rte: *mut pg_sys::RangeTblEntry,
+) {
+    if (*rte).rtekind != pg_sys::RTEKind::RTE_RELATION
+        || (*rte).relkind as u8 != b'r'
+        || metadata::first_sharded([(*rte).relid]).is_none()
+        || pg_sys::is_dummy_rel(rel)
+    {
+        return;
+    }
+    if !(*rte).tablesample.is_null() {
+        crate::planner::refuse_sharded((*rte).relid, "TABLESAMPLE");
+    }
+    let _ = root;
+    let path = pg_sys::palloc0(std::mem::size_of::<pg_sys::CustomPath>()) as *mut pg_sys::CustomPath;
+    (*path).path.type_ = pg_sys::NodeTag::T_CustomPath;
+    (*path).path.pathtype = pg_sys::NodeTag::T_CustomScan;
+    (*path).path.parent = rel;
+    (*path).path.pathtarget = (*rel).reltarget;
+    (*path).path.rows = (*rel).rows;
+    (*path).path.startup_cost = REMOTE_STARTUP_COST;
+    (*path).path.total_cost = REMOTE_STARTUP_COST + (*rel).rows * REMOTE_ROW_COST;
+    (*path).methods = &PATH_METHODS.0;
+    (*rel).pathlist = std::ptr::null_mut();
+    (*rel).partial_pathlist = std::ptr::null_mut();
+    (*rel).cheapest_parameterized_paths = std::ptr::null_mut();
+    pg_sys::add_path(rel, path as *mut pg_sys::Path);
+}
+
+/// How a pushed filter pins the shard key.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Pin_ {
+    /// `key = value`
+    Equals,
+    /// `key = ANY(array)`
+    AnyOf,
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn plan_scan(
+    _root: *mut pg_sys::PlannerInfo,
+    rel: *mut pg_sys::RelOptInfo,
+    _best_path: *mut pg_sys::CustomPath,
+    tlist: *mut pg_sys::List,
+    clauses: *mut pg_sys::List,
+    _custom_plans: *mut pg_sys::List,
+) -> *mut pg_sys::Plan {
+    let varno = (*rel).relid;
+    let rte = *(*_root).simple_rte_array.add(varno as usize);
+    let relid = (*rte).relid;
+    let table = metadata::sharded_table(relid).expect("planned as sharded");
+    for rowmark in list_pointers((*_root).rowMarks) {
+        if (*(rowmark as *mut pg_sys::PlanRowMark)).rti == varno {
+            crate::planner::refuse_sharded(relid, "SELECT FOR UPDATE/SHARE");
+        }
+    }
+    let deparser = Deparser { varno, relid };
+
+    let mut remote = Sql::default();
+    let mut local: Vec<*mut pg_sys::Node> = Vec::new();
+    let mut pins: Vec<(Pin_, *mut pg_sys::Node)> = Vec::new();
+    for rinfo in list_pointers(clauses) {
+        let rinfo = rinfo as *mut pg_sys::RestrictInfo;
+        let clause = (*rinfo).clause as *mut pg_sys::Node;
+        match ((*rinfo).pseudoconstant, deparser.deparse(clause)) {
+            (false, Some(sql)) => {
+                remote.push(if remote.parts.len() == 1 && remote.parts[0].is_empty() { " WHERE " } else { " AND " });
+                remote.append(sql);
+                if let Some(pin) = key_pin(clause, varno, &table) {
+                    pins.push(pin);
+                }
+            }
+            _ => local.push(clause),
+        }
+    }
+
+    // Columns to fetch: those the target list and the local filters read.
+    let mut attrs: *mut pg_sys::Bitmapset = std::ptr::null_mut();
+    pg_sys::pull_varattnos(tlist as *mut pg_sys::Node, varno, &mut attrs);
+    for clause in &local {
+        pg_sys::pull_varattnos(*clause, varno, &mut attrs);
+    }
+    let natts = (*rel).max_attr;
+    let mut columns: Vec<i16> = Vec::new();
+    let mut member = -1;
+    loop {
+        member = pg_sys::bms_next_member(attrs, member);
+        if member < 0 {
+            break;
+        }
+        let attno = member + pg_sys::FirstLowInvalidHeapAttributeNumber;
+        if attno == 0 {
+            columns = (1..=natts as i16).collect();
+            break;
+        }
+        if attno < 0 {
+            PgShardError::new(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!(
+                    "system column \"{}\" is not available on sharded table {}",
+                    cstr(pg_sys::get_attname(relid, attno as i16, false)),
+                    relation_label(&table)
+                ),
+            )
+            .hint("Rows of a sharded table live on workers; select its own columns instead.")
+            .raise()
+        }
+        columns.push(attno as i16);
+    }
+    columns.retain(|&a| !pg_sys::get_attname(relid, a, true).is_null());
+    columns.sort_unstable();
+    columns.dedup();
+
+    let cscan = pg_sys::palloc0(std::mem::size_of::<pg_sys::CustomScan>()) as *mut pg_sys::CustomScan;
+    (*cscan).scan.plan.type_ = pg_sys::NodeTag::T_CustomScan;
+    (*cscan).scan.plan.targetlist = tlist;
+    (*cscan).scan.plan.qual = make_list(local);
+    (*cscan).scan.scanrelid = varno;
+    (*cscan).methods = &SCAN_METHODS.0;
+
+    let header = format!(
+        "{} {}",
+        pins.iter().map(|(p, _)| if *p == Pin_::Equals { 'e' } else { 'a' }).collect::<String>(),
+        columns.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
+    );
+    let strings = std::iter::once(header)
+        .chain(remote.parts.iter().cloned())
+        .map(|s| pg_sys::makeString(CString::new(s).expect("no NUL in SQL").into_raw()));
+    (*cscan).custom_private = make_list(strings);
+    (*cscan).custom_exprs = make_list(
+        remote.values.iter().copied().chain(pins.iter().map(|(_, v)| *v)),
+    );
+    cscan as *mut pg_sys::Plan
+}
+
+/// `key = value` or `key = ANY(array)` with a coordinator-evaluable value of the key's family.
+unsafe fn key_pin(
+    clause: *mut pg_sys::Node,
+    varno: u32,
+    table: &ShardedTable,
+) -> Option<(Pin_, *mut pg_sys::Node)> {
+    let (opno, args, pin) = match (*clause).type_ {
+        pg_sys::NodeTag::T_OpExpr => {
+            let op = clause as *mut pg_sys::OpExpr;
+            ((*op).opno, (*op).args, Pin_::Equals)
+        }
+        pg_sys::NodeTag::T_ScalarArrayOpExpr => {
+            let op = clause as *mut pg_sys::ScalarArrayOpExpr;
+            if !(*op).useOr {
+                return None;
+            }
+            ((*op).opno, (*op).args, Pin_::AnyOf)
+        }
+        _ => return None,
+    };
+    let args = list_nodes(args);
+    if args.len() != 2 || cstr(pg_sys::get_opname(opno)) != "=" {
+        return None;
+    }
+    let is_key = |node: *mut pg_sys::Node| {
+        let mut node = node;
+        while (*node).type_ == pg_sys::NodeTag::T_RelabelType {
+            node = (*(node as *mut pg_sys::RelabelType)).arg as *mut pg_sys::Node;
+        }
+        if (*node).type_ != pg_sys::NodeTag::T_Var {
+            return false;
+        }
+        let var = node as *mut pg_sys::Var;
+        (*var).varno as u32 == varno && (*var).varattno == table.key_attnum && (*var).varlevelsup == 0
+    };
+    let value = match (is_key(args[0]), is_key(args[1]), pin) {
+        (true, false, _) => args[1],
+        (false, true, Pin_::Equals) => args[0],
+        _ => return None,
+    };
+    if !deparse::coordinator_evaluable(value) && (*value).type_ != pg_sys::NodeTag::T_Const {
+        return None;
+    }
+    let mut value_type = pg_sys::exprType(value);
+    if pin == Pin_::AnyOf {
+        value_type = pg_sys::get_element_type(value_type);
+    }
+    let family = pgshard_core::hashing::KeyFamily::of_type_oid(value_type.to_u32())?;
+    (family == table.key_family).then_some((pin, value))
+}
+
+fn relation_label(table: &ShardedTable) -> String {
+    // SAFETY: catalog lookups of a sharded table.
+    unsafe {
+        format!(
+            "{}.{}",
+            quote_ident(&cstr(pg_sys::get_namespace_name(pg_sys::get_rel_namespace(table.oid)))),
+            quote_ident(&cstr(pg_sys::get_rel_name(table.oid)))
+        )
+    }
+}
+
+/// The executor node: PostgreSQL's CustomScanState followed by a pointer to the Rust state.
+#[repr(C)]
+struct ScanNode {
+    css: pg_sys::CustomScanState,
+    state: *mut ScanExec,
+}
+
+/// One query on one shard.
+pub struct Task {
+    pub shard: Shard,
+    pub sql: String,
+    pub rows: u64,
+}
+
+type RowStream = Pin<Box<dyn Stream<Item = (usize, Result<SimpleQueryMessage, tokio_postgres::Error>)>>>;
+
+/// Remote queries of one statement, running concurrently, their rows merged as they come.
+pub struct RemoteRows {
+    pub tasks: Vec<Task>,
+    stream: Option<RowStream>,
+    tokens: Vec<CancelToken>,
+    buffer: VecDeque<(usize, SimpleQueryRow)>,
+    workers_in_use: Vec<i32>,
+}
+
+/// Most rows taken from the sockets in one go before they are handed to the executor.
+const FETCH_BATCH: usize = 1000;
+
+impl RemoteRows {
+    /// Sends every task's query (workers concurrently; a worker's tasks pipelined on its one
+    /// connection).
+    pub fn start(tasks: Vec<Task>, access: Access) -> Self {
+        let mut workers: Vec<remote::Worker> = Vec::new();
+        for task in &tasks {
+            if !workers.iter().any(|w| w.id == task.shard.worker.id) {
+                workers.push(task.shard.worker.clone());
+            }
+        }
+        let connections = xact::connections(&workers, access);
+        let tokens: Vec<CancelToken> = connections.iter().map(|c| c.client.cancel_token()).collect();
+        let mut begun = vec![false; connections.len()];
+        let sends: Vec<_> = tasks
+            .iter()
+            .map(|task| {
+                let i = connections
+                    .iter()
+                    .position(|c| c.worker.id == task.shard.worker.id)
+                    .expect("connected");
+                let sql = if begun[i] { task.sql.clone() } else { connections[i].with_begin(&task.sql) };
+                begun[i] = true;
+                let client = Rc::clone(&connections[i].client);
+                async move { client.simple_query_raw(&sql).await }
+            })
+            .collect();
+        let started = remote::wait(futures_util::future::join_all(sends), &tokens);
+        let mut streams: Vec<RowStream> = Vec::new();
+        for (index, (task, result)) in tasks.iter().zip(started).enumerate() {
+            match result {
+                Ok(stream) => streams.push(Box::pin(stream.map(move |m| (index, m)))),
+                Err(e) => remote::query_error(&e).raise_for(&task.shard.worker.name, "query"),
+            }
+        }
+        RemoteRows {
+            tasks,
+            stream: Some(Box::pin(select_all(streams))),
+            tokens,
+            buffer: VecDeque::new(),
+            workers_in_use: workers.iter().map(|w| w.id).collect(),
+        }
+    }
+
+    /// The next row of any task, with the task's index; `None` when all are done.
+    pub fn next(&mut self) -> Option<(usize, SimpleQueryRow)> {
+        loop {
+            if let Some(row) = self.buffer.pop_front() {
+                self.tasks[row.0].rows += 1;
+                return Some(row);
+            }
+            let stream = self.stream.as_mut()?;
+            let batch = remote::wait(
+                async {
+                    let mut batch = Vec::new();
+                    let Some(first) = stream.next().await else {
+                        return batch;
+                    };
+                    batch.push(Some(first));
+                    while batch.len() < FETCH_BATCH {
+                        match stream.next().now_or_never() {
+                            Some(Some(item)) => batch.push(Some(item)),
+                            Some(None) => {
+                                batch.push(None);
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    batch
+                },
+                &self.tokens,
+            );
+            if batch.is_empty() || batch.last().is_some_and(|b| b.is_none()) {
+                self.stream = None;
+            }
+            for (index, message) in batch.into_iter().flatten() {
+                match message {
+                    Ok(SimpleQueryMessage::Row(row)) => self.buffer.push_back((index, row)),
+                    Ok(_) => {}
+                    Err(e) => {
+                        let worker = self.tasks[index].shard.worker.name.clone();
+                        remote::query_error(&e).raise_for(&worker, "query");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Command tags' row counts are not needed; a stream dropped before its end leaves its
+    /// connection busy, so an unfinished read is read to its end (inside a transaction block,
+    /// where the connection must be kept) or its connection is closed.
+    pub fn stop(&mut self) {
+        if self.stream.is_none() {
+            return;
+        }
+        if xact::discard_idle_readers(&self.workers_in_use) {
+            self.stream = None;
+            return;
+        }
+        while self.next().is_some() {}
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn create_scan_state(cscan: *mut pg_sys::CustomScan) -> *mut pg_sys::Node {
+    let node = pg_sys::palloc0(std::mem::size_of::<ScanNode>()) as *mut ScanNode;
+    (*node).css.ss.ps.type_ = pg_sys::NodeTag::T_CustomScanState;
+    (*node).css.methods = &EXEC_METHODS.0;
+    let _ = cscan;
+    node as *mut pg_sys::Node
+}
+
+/// The Rust side of a running scan.
+struct ScanExec {
+    table: Rc<ShardedTable>,
+    pins: Vec<Pin_>,
+    columns: Vec<i16>,
+    parts: Vec<String>,
+    /// ExprStates of the SQL holes, then of the pins' values.
+    values: Vec<*mut pg_sys::ExprState>,
+    value_nodes: Vec<*mut pg_sys::Node>,
+    decoder: TextDecoder,
+    rows: Option<RemoteRows>,
+    /// Tasks of the last run, kept for EXPLAIN ANALYZE.
+    finished: Vec<Task>,
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn begin_scan(node: *mut pg_sys::CustomScanState, _estate: *mut pg_sys::EState, _eflags: i32) {
+    let node = node as *mut ScanNode;
+    let cscan = (*node).css.ss.ps.plan as *mut pg_sys::CustomScan;
+    let relid = (*(*node).css.ss.ss_currentRelation).rd_id;
+    let table = metadata::sharded_table(relid).unwrap_or_else(|| {
+        PgShardError::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("table with oid {} is no longer sharded", relid.to_u32()),
+        )
+        .hint("Run the statement again.")
+        .raise()
+    });
+    let strings: Vec<String> = list_pointers((*cscan).custom_private)
+        .into_iter()
+        .map(|s| cstr((*(s as *mut pg_sys::String)).sval))
+        .collect();
+    let (header, parts) = strings.split_first().expect("header");
+    let (pins, columns) = header.split_once(' ').unwrap_or((header, ""));
+    let pins: Vec<Pin_> = pins.chars().map(|c| if c == 'e' { Pin_::Equals } else { Pin_::AnyOf }).collect();
+    let columns: Vec<i16> = columns.split(',').filter(|s| !s.is_empty()).map(|s| s.parse().expect("attnum")).collect();
+    let value_nodes = list_nodes((*cscan).custom_exprs);
+    let values = value_nodes
+        .iter()
+        .map(|expr| pg_sys::ExecInitExpr(*expr as *mut pg_sys::Expr, &mut (*node).css.ss.ps))
+        .collect();
+    let desc = (*(*node).css.ss.ss_currentRelation).rd_att;
+    let decoder = TextDecoder::new(columns.iter().map(|&attno| {
+        let attr = (*desc).attrs.as_ptr().add(attno as usize - 1);
+        ((*attr).atttypid, (*attr).atttypmod)
+    }));
+    let state = Box::new(ScanExec {
+        table,
+        pins,
+        columns,
+        parts: parts.to_vec(),
+        values,
+        value_nodes,
+        decoder,
+        rows: None,
+        finished: Vec::new(),
+    });
+    (*node).state = Box::into_raw(state);
+    // Dropped with the executor's memory, also when the query fails.
+    let callback = pg_sys::palloc0(std::mem::size_of::<pg_sys::MemoryContextCallback>())
+        as *mut pg_sys::MemoryContextCallback;
+    (*callback).func = Some(free_scan_state);
+    (*callback).arg = node.cast();
+    pg_sys::MemoryContextRegisterResetCallback(pg_sys::CurrentMemoryContext, callback);
+}
+
+unsafe extern "C-unwind" fn free_scan_state(arg: *mut std::ffi::c_void) {
+    let node = arg as *mut ScanNode;
+    if !(*node).state.is_null() {
+        drop(Box::from_raw((*node).state));
+        (*node).state = std::ptr::null_mut();
+    }
+}
+
+/// Evaluates an expression of the running plan.
+unsafe fn evaluate(state: *mut pg_sys::ExprState, econtext: *mut pg_sys::ExprContext) -> (pg_sys::Datum, bool) {
+    let mut is_null = false;
+    let eval = (*state).evalfunc.expect("initialised expression");
+    let datum = eval(state, econtext, &mut is_null);
+    (datum, is_null)
+}
+
+impl ScanExec {
+    /// The shards to query and their SQL, from the current parameter values.
+    unsafe fn tasks(&self, econtext: *mut pg_sys::ExprContext) -> Vec<Task> {
+        let holes = self.parts.len() - 1;
+        let rendered: Vec<String> = (0..holes)
+            .map(|i| {
+                let (datum, is_null) = evaluate(self.values[i], econtext);
+                let node = self.value_nodes[i];
+                deparse::literal(datum, is_null, pg_sys::exprType(node), pg_sys::exprTypmod(node))
+            })
+            .collect();
+        let filter = Sql::render(&self.parts, |i| rendered[i].clone());
+        let mut selected: Vec<bool> = vec![true; self.table.shards.len()];
+        for (k, pin) in self.pins.iter().enumerate() {
+            let state = self.values[holes + k];
+            let node = self.value_nodes[holes + k];
+            let (datum, is_null) = evaluate(state, econtext);
+            let mut pinned = vec![false; self.table.shards.len()];
+            if !is_null {
+                let value_type = pg_sys::exprType(node);
+                let hashes: Vec<i64> = match pin {
+                    Pin_::Equals => vec![crate::hashing::hash_datum(datum, value_type)],
+                    Pin_::AnyOf => array_elements(datum, pg_sys::get_element_type(value_type))
+                        .into_iter()
+                        .map(|d| crate::hashing::hash_datum(d, pg_sys::get_element_type(value_type)))
+                        .collect(),
+                };
+                for hash in hashes {
+                    let shard = self.table.shard_for_hash(hash);
+                    let i = self.table.shards.iter().position(|s| s.id == shard.id).expect("own shard");
+                    pinned[i] = true;
+                }
+            }
+            for (s, p) in selected.iter_mut().zip(pinned) {
+                *s &= p;
+            }
+        }
+        let column_list = if self.columns.is_empty() {
+            "NULL".to_string()
+        } else {
+            self.columns
+                .iter()
+                .map(|&a| quote_ident(&cstr(pg_sys::get_attname(self.table.oid, a, false))))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        self.table
+            .shards
+            .iter()
+            .zip(selected)
+            .filter(|(_, s)| *s)
+            .map(|(shard, _)| Task {
+                shard: shard.clone(),
+                sql: format!("SELECT {column_list} FROM {}{filter}", shard.relation),
+                rows: 0,
+            })
+            .collect()
+    }
+}
+
+/// The non-null elements of an array datum (NULL elements never equal a key).
+unsafe fn array_elements(array: pg_sys::Datum, element_type: pg_sys::Oid) -> Vec<pg_sys::Datum> {
+    let array = pg_sys::pg_detoast_datum(array.cast_mut_ptr()) as *mut pg_sys::ArrayType;
+    let (mut len, mut byval, mut align) = (0i16, false, 0 as c_char);
+    pg_sys::get_typlenbyvalalign(element_type, &mut len, &mut byval, &mut align);
+    let mut values: *mut pg_sys::Datum = std::ptr::null_mut();
+    let mut nulls: *mut bool = std::ptr::null_mut();
+    let mut count = 0;
+    pg_sys::deconstruct_array(array, element_type, len as i32, byval, align, &mut values, &mut nulls, &mut count);
+    (0..count as usize)
+        .filter(|&i| !*nulls.add(i))
+        .map(|i| *values.add(i))
+        .collect()
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn exec_scan(node: *mut pg_sys::CustomScanState) -> *mut pg_sys::TupleTableSlot {
+    pg_sys::ExecScan(&mut (*node).ss, Some(next_row), Some(recheck_row))
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn next_row(ss: *mut pg_sys::ScanState) -> *mut pg_sys::TupleTableSlot {
+    let node = ss as *mut ScanNode;
+    let state = &mut *(*node).state;
+    let econtext = (*ss).ps.ps_ExprContext;
+    if state.rows.is_none() {
+        let tasks = state.tasks(econtext);
+        state.rows = Some(RemoteRows::start(tasks, Access::Read));
+    }
+    let slot = (*ss).ss_ScanTupleSlot;
+    pg_sys::ExecClearTuple(slot);
+    let Some((_, row)) = state.rows.as_mut().expect("started").next() else {
+        return slot;
+    };
+    let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
+    for i in 0..natts {
+        *(*slot).tts_isnull.add(i) = true;
+        *(*slot).tts_values.add(i) = pg_sys::Datum::from(0);
+    }
+    let previous = pg_sys::MemoryContextSwitchTo((*econtext).ecxt_per_tuple_memory);
+    for (i, &attno) in state.columns.iter().enumerate() {
+        let (datum, is_null) = state.decoder.datum(i, row.get(i));
+        *(*slot).tts_values.add(attno as usize - 1) = datum;
+        *(*slot).tts_isnull.add(attno as usize - 1) = is_null;
+    }
+    pg_sys::MemoryContextSwitchTo(previous);
+    pg_sys::ExecStoreVirtualTuple(slot);
+    slot
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn recheck_row(_ss: *mut pg_sys::ScanState, _slot: *mut pg_sys::TupleTableSlot) -> bool {
+    true
+}
+
+unsafe fn finish_run(state: &mut ScanExec) {
+    if let Some(mut rows) = state.rows.take() {
+        rows.stop();
+        state.finished = std::mem::take(&mut rows.tasks);
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn end_scan(node: *mut pg_sys::CustomScanState) {
+    let node = node as *mut ScanNode;
+    if let Some(state) = (*node).state.as_mut() {
+        finish_run(state);
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn rescan_scan(node: *mut pg_sys::CustomScanState) {
+    let node = node as *mut ScanNode;
+    if let Some(state) = (*node).state.as_mut() {
+        finish_run(state);
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn explain_scan(
+    node: *mut pg_sys::CustomScanState,
+    _ancestors: *mut pg_sys::List,
+    es: *mut pg_sys::ExplainState,
+) {
+    let node = node as *mut ScanNode;
+    let Some(state) = (*node).state.as_mut() else { return };
+    let ran: &[Task] = match &state.rows {
+        Some(rows) => &rows.tasks,
+        None => &state.finished,
+    };
+    let all_constant = state.value_nodes.iter().all(|n| (**n).type_ == pg_sys::NodeTag::T_Const);
+    let planned;
+    let tasks: &[Task] = if !ran.is_empty() || (*es).analyze {
+        ran
+    } else if all_constant {
+        planned = state.tasks((*node).css.ss.ps.ps_ExprContext);
+        &planned
+    } else {
+        &[]
+    };
+    let property = |name: &str, value: &str| {
+        let name = CString::new(name).expect("no NUL");
+        let value = CString::new(value.replace('\0', "")).expect("no NUL");
+        pg_sys::ExplainPropertyText(name.as_ptr(), value.as_ptr(), es);
+    };
+    let shards = state.table.shards.len();
+    if tasks.is_empty() && !(*es).analyze {
+        property(
+            "Shards",
+            &format!("{shards} (pruned when the statement runs)"),
+        );
+        let template = Sql::render(&state.parts, |i| format!("${{{}}}", i + 1));
+        property("Remote Filter", if template.is_empty() { "(none)" } else { template.trim_start() });
+        return;
+    }
+    property("Shards", &format!("{} of {shards}", tasks.len()));
+    let show = if (*es).verbose { tasks.len() } else { tasks.len().min(1) };
+    for task in &tasks[..show] {
+        property(
+            "Task",
+            &format!("shard {} on worker {}", task.shard.id, task.shard.worker.name),
+        );
+        property("Remote SQL", &task.sql);
+        if (*es).analyze {
+            property("Rows", &task.rows.to_string());
+        }
+    }
+}
