@@ -70,6 +70,8 @@ impl Sql {
 pub struct Deparser {
     pub varno: u32,
     pub relid: pg_sys::Oid,
+    /// Range-table index of INSERT … ON CONFLICT's EXCLUDED row (0 when there is none).
+    pub excluded: u32,
 }
 
 impl Deparser {
@@ -95,10 +97,15 @@ impl Deparser {
         match (*node).type_ {
             pg_sys::NodeTag::T_Var => {
                 let var = node as *mut pg_sys::Var;
-                if (*var).varno as u32 != self.varno || (*var).varlevelsup != 0 || (*var).varattno <= 0 {
+                let varno = (*var).varno as u32;
+                let excluded = self.excluded != 0 && varno == self.excluded;
+                if (varno != self.varno && !excluded) || (*var).varlevelsup != 0 || (*var).varattno <= 0 {
                     return false;
                 }
                 let name = cstr(pg_sys::get_attname(self.relid, (*var).varattno, false));
+                if excluded {
+                    out.push("excluded.");
+                }
                 out.push(&quote_ident(&name));
                 true
             }
@@ -125,7 +132,7 @@ impl Deparser {
                     || (*f).funcretset
                     || !builtin((*f).funcid)
                     || pg_sys::func_volatile((*f).funcid) as u8 != b'i'
-                    || !collation_safe((*f).inputcollid, false)
+                    || !collation_safe((*f).inputcollid, (*f).funcid, false)
                 {
                     return false;
                 }
@@ -245,7 +252,7 @@ impl Deparser {
         let args = list_nodes(args);
         let equality = args.len() == 2
             && pg_sys::op_hashjoinable(opno, pg_sys::exprType(args[0]));
-        if !collation_safe(collation, equality) {
+        if !collation_safe(collation, funcid, equality) {
             return false;
         }
         let name = format!("OPERATOR(pg_catalog.{})", cstr(pg_sys::get_opname(opno)));
@@ -298,10 +305,24 @@ fn builtin(oid: pg_sys::Oid) -> bool {
     oid.to_u32() < FIRST_NORMAL_OBJECT_ID
 }
 
-/// Whether an operation under `collation` gives the same answer on a worker.
-fn collation_safe(collation: pg_sys::Oid, equality: bool) -> bool {
+/// Built-in functions on collatable types whose result does not depend on the collation
+/// (with deterministic collations they work on bytes): safe to push whatever the collation.
+const COLLATION_FREE: &[&str] = &[
+    "textcat", "substr", "substring", "length", "char_length", "character_length",
+    "octet_length", "bit_length", "btrim", "ltrim", "rtrim", "replace", "left", "right",
+    "lpad", "rpad", "md5", "split_part", "strpos", "reverse", "repeat", "starts_with",
+    "textlike", "textnlike", "bpcharlike", "bpcharnlike", "text", "varchar", "bpchar",
+];
+
+/// Whether `function` under `collation` gives the same answer on a worker: orderings and case
+/// mappings depend on the locale, and a worker's may differ from the coordinator's.
+unsafe fn collation_safe(collation: pg_sys::Oid, function: pg_sys::Oid, equality: bool) -> bool {
     let c = collation.to_u32();
-    c == 0 || c == C_COLLATION_OID || c == POSIX_COLLATION_OID || equality
+    c == 0
+        || c == C_COLLATION_OID
+        || c == POSIX_COLLATION_OID
+        || equality
+        || COLLATION_FREE.contains(&cstr(pg_sys::get_func_name(function)).as_str())
 }
 
 /// A type as SQL, e.g. `character varying(10)`.

@@ -12,6 +12,7 @@ mod deparse;
 mod guc;
 mod hashing;
 mod metadata;
+mod modify;
 mod planner;
 mod remote;
 mod scan;
@@ -38,6 +39,7 @@ pub extern "C-unwind" fn _PG_init() {
     metadata::register_invalidation();
     xact::register();
     scan::register();
+    modify::register();
     if preloading {
         planner::install();
         utility::install();

@@ -12,6 +12,7 @@ use pgrx::prelude::*;
 use crate::deparse::list_pointers;
 use crate::error::PgShardError;
 use crate::metadata;
+use crate::modify;
 use crate::scan;
 
 static mut PREVIOUS_PLANNER: pg_sys::planner_hook_type = None;
@@ -48,11 +49,22 @@ unsafe extern "C-unwind" fn pgshard_planner(
     cursor_options: i32,
     bound_params: pg_sys::ParamListInfo,
 ) -> *mut pg_sys::PlannedStmt {
+    let target = modify::sharded_target(parse);
+    let mut conflict = None;
+    if let Some((rti, relid)) = target {
+        if (*parse).commandType != pg_sys::CmdType::CMD_INSERT {
+            return modify::plan_update_delete(parse, rti, relid);
+        }
+        conflict = Some(modify::on_conflict_sql(parse, rti, relid));
+    }
     // (See utility.rs for why the previous hook and the standard planner are two calls.)
     let planned = match PREVIOUS_PLANNER {
         Some(previous) => previous(parse, query_string, cursor_options, bound_params),
         None => pg_sys::standard_planner(parse, query_string, cursor_options, bound_params),
     };
+    if let (Some((_, relid)), Some(conflict)) = (target, conflict) {
+        modify::route_insert(planned, relid, conflict);
+    }
     let rtable = list_pointers((*planned).rtable);
     let sharded_rti = |rti: u32| -> Option<pg_sys::Oid> {
         let rte = *rtable.get((rti as usize).checked_sub(1)?)? as *mut pg_sys::RangeTblEntry;
@@ -92,7 +104,7 @@ unsafe fn check_plan_node(plan: *mut pg_sys::Plan, sharded_rti: &impl Fn(u32) ->
                 refuse_sharded(table, "this kind of scan");
             }
         }
-        T_CustomScan if !scan::is_pgshard_scan(plan) => {
+        T_CustomScan if !scan::is_pgshard_scan(plan) && !modify::is_pgshard_modify(plan) => {
             if let Some(table) = sharded_rti((*(plan as *mut pg_sys::Scan)).scanrelid) {
                 refuse_sharded(table, "another extension's scan");
             }
@@ -151,7 +163,11 @@ pub fn refuse_sharded(table: pg_sys::Oid, what: &str) -> ! {
         PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
         format!("{what} is not supported on sharded table {} yet", relation_name(table)),
     )
-    .hint("See docs/routing.md for what pgshard routes to the shards.")
+    .hint(if what == "DROP TABLE" {
+        "Run pgshard.unshard_table() first, then drop the table."
+    } else {
+        "See docs/routing.md for what pgshard routes to the shards."
+    })
     .raise()
 }
 

@@ -116,7 +116,7 @@ pub unsafe fn replace_paths(
 
 /// How a pushed filter pins the shard key.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Pin_ {
+pub enum Pin_ {
     /// `key = value`
     Equals,
     /// `key = ANY(array)`
@@ -141,7 +141,7 @@ unsafe extern "C-unwind" fn plan_scan(
             crate::planner::refuse_sharded(relid, "SELECT FOR UPDATE/SHARE");
         }
     }
-    let deparser = Deparser { varno, relid };
+    let deparser = Deparser { varno, relid, excluded: 0 };
 
     let mut remote = Sql::default();
     let mut local: Vec<*mut pg_sys::Node> = Vec::new();
@@ -221,7 +221,7 @@ unsafe extern "C-unwind" fn plan_scan(
 }
 
 /// `key = value` or `key = ANY(array)` with a coordinator-evaluable value of the key's family.
-unsafe fn key_pin(
+pub unsafe fn key_pin(
     clause: *mut pg_sys::Node,
     varno: u32,
     table: &ShardedTable,
@@ -497,7 +497,7 @@ unsafe extern "C-unwind" fn free_scan_state(arg: *mut std::ffi::c_void) {
 }
 
 /// Evaluates an expression of the running plan.
-unsafe fn evaluate(state: *mut pg_sys::ExprState, econtext: *mut pg_sys::ExprContext) -> (pg_sys::Datum, bool) {
+pub unsafe fn evaluate(state: *mut pg_sys::ExprState, econtext: *mut pg_sys::ExprContext) -> (pg_sys::Datum, bool) {
     let mut is_null = false;
     let eval = (*state).evalfunc.expect("initialised expression");
     let datum = eval(state, econtext, &mut is_null);
@@ -508,39 +508,15 @@ impl ScanExec {
     /// The shards to query and their SQL, from the current parameter values.
     unsafe fn tasks(&self, econtext: *mut pg_sys::ExprContext) -> Vec<Task> {
         let holes = self.parts.len() - 1;
-        let rendered: Vec<String> = (0..holes)
-            .map(|i| {
-                let (datum, is_null) = evaluate(self.values[i], econtext);
-                let node = self.value_nodes[i];
-                deparse::literal(datum, is_null, pg_sys::exprType(node), pg_sys::exprTypmod(node))
-            })
-            .collect();
+        let rendered = render_values(&self.values[..holes], &self.value_nodes[..holes], econtext);
         let filter = Sql::render(&self.parts, |i| rendered[i].clone());
-        let mut selected: Vec<bool> = vec![true; self.table.shards.len()];
-        for (k, pin) in self.pins.iter().enumerate() {
-            let state = self.values[holes + k];
-            let node = self.value_nodes[holes + k];
-            let (datum, is_null) = evaluate(state, econtext);
-            let mut pinned = vec![false; self.table.shards.len()];
-            if !is_null {
-                let value_type = pg_sys::exprType(node);
-                let hashes: Vec<i64> = match pin {
-                    Pin_::Equals => vec![crate::hashing::hash_datum(datum, value_type)],
-                    Pin_::AnyOf => array_elements(datum, pg_sys::get_element_type(value_type))
-                        .into_iter()
-                        .map(|d| crate::hashing::hash_datum(d, pg_sys::get_element_type(value_type)))
-                        .collect(),
-                };
-                for hash in hashes {
-                    let shard = self.table.shard_for_hash(hash);
-                    let i = self.table.shards.iter().position(|s| s.id == shard.id).expect("own shard");
-                    pinned[i] = true;
-                }
-            }
-            for (s, p) in selected.iter_mut().zip(pinned) {
-                *s &= p;
-            }
-        }
+        let selected = pruned_shards(
+            &self.table,
+            &self.pins,
+            &self.values[holes..],
+            &self.value_nodes[holes..],
+            econtext,
+        );
         let column_list = if self.columns.is_empty() {
             "NULL".to_string()
         } else {
@@ -564,8 +540,61 @@ impl ScanExec {
     }
 }
 
+/// The values of coordinator-evaluated expressions, as SQL literals.
+pub unsafe fn render_values(
+    states: &[*mut pg_sys::ExprState],
+    nodes: &[*mut pg_sys::Node],
+    econtext: *mut pg_sys::ExprContext,
+) -> Vec<String> {
+    states
+        .iter()
+        .zip(nodes)
+        .map(|(state, node)| {
+            let (datum, is_null) = evaluate(*state, econtext);
+            deparse::literal(datum, is_null, pg_sys::exprType(*node), pg_sys::exprTypmod(*node))
+        })
+        .collect()
+}
+
+/// Which shards can hold rows matching every pin (all of them when there is no pin).
+pub unsafe fn pruned_shards(
+    table: &ShardedTable,
+    pins: &[Pin_],
+    states: &[*mut pg_sys::ExprState],
+    nodes: &[*mut pg_sys::Node],
+    econtext: *mut pg_sys::ExprContext,
+) -> Vec<bool> {
+    let mut selected: Vec<bool> = vec![true; table.shards.len()];
+    for ((pin, state), node) in pins.iter().zip(states).zip(nodes) {
+        let (datum, is_null) = evaluate(*state, econtext);
+        let mut pinned = vec![false; table.shards.len()];
+        if !is_null {
+            let value_type = pg_sys::exprType(*node);
+            let hashes: Vec<i64> = match pin {
+                Pin_::Equals => vec![crate::hashing::hash_datum(datum, value_type)],
+                Pin_::AnyOf => {
+                    let element = pg_sys::get_element_type(value_type);
+                    array_elements(datum, element)
+                        .into_iter()
+                        .map(|d| crate::hashing::hash_datum(d, element))
+                        .collect()
+                }
+            };
+            for hash in hashes {
+                let shard = table.shard_for_hash(hash);
+                let i = table.shards.iter().position(|s| s.id == shard.id).expect("own shard");
+                pinned[i] = true;
+            }
+        }
+        for (s, p) in selected.iter_mut().zip(pinned) {
+            *s &= p;
+        }
+    }
+    selected
+}
+
 /// The non-null elements of an array datum (NULL elements never equal a key).
-unsafe fn array_elements(array: pg_sys::Datum, element_type: pg_sys::Oid) -> Vec<pg_sys::Datum> {
+pub unsafe fn array_elements(array: pg_sys::Datum, element_type: pg_sys::Oid) -> Vec<pg_sys::Datum> {
     let array = pg_sys::pg_detoast_datum(array.cast_mut_ptr()) as *mut pg_sys::ArrayType;
     let (mut len, mut byval, mut align) = (0i16, false, 0 as c_char);
     pg_sys::get_typlenbyvalalign(element_type, &mut len, &mut byval, &mut align);

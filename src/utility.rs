@@ -1,5 +1,6 @@
-//! The utility hook. For now it guards: COPY and TRUNCATE on a sharded table would act on the
-//! coordinator's empty table, so they are refused until they are routed to the shards.
+//! The utility hook. For now it guards: COPY, TRUNCATE and DROP TABLE on a sharded table would
+//! act on the coordinator's empty table only (and DROP TABLE would strand the shards), so they
+//! are refused until they are routed to the shards.
 
 use std::ffi::c_char;
 
@@ -78,6 +79,18 @@ unsafe fn guard(statement: *mut pg_sys::Node) {
                     .collect()
             };
             ("TRUNCATE", relations)
+        }
+        pg_sys::NodeTag::T_DropStmt => {
+            let drop = statement as *mut pg_sys::DropStmt;
+            if (*drop).removeType != pg_sys::ObjectType::OBJECT_TABLE {
+                return;
+            }
+            // Each object is a List of String names (schema-qualified or not).
+            let relations = crate::deparse::list_pointers((*drop).objects)
+                .into_iter()
+                .map(|names| pg_sys::makeRangeVarFromNameList(names as *mut pg_sys::List))
+                .collect();
+            ("DROP TABLE", relations)
         }
         _ => return,
     };
