@@ -99,7 +99,10 @@ impl Deparser {
                 let var = node as *mut pg_sys::Var;
                 let varno = (*var).varno as u32;
                 let excluded = self.excluded != 0 && varno == self.excluded;
-                if (varno != self.varno && !excluded) || (*var).varlevelsup != 0 || (*var).varattno <= 0 {
+                if (varno != self.varno && !excluded)
+                    || (*var).varlevelsup != 0
+                    || (*var).varattno <= 0
+                {
                     return false;
                 }
                 let name = cstr(pg_sys::get_attname(self.relid, (*var).varattno, false));
@@ -114,17 +117,36 @@ impl Deparser {
                 if !builtin((*c).consttype) {
                     return false;
                 }
-                out.push(&literal((*c).constvalue, (*c).constisnull, (*c).consttype, (*c).consttypmod));
+                out.push(&literal(
+                    (*c).constvalue,
+                    (*c).constisnull,
+                    (*c).consttype,
+                    (*c).consttypmod,
+                ));
                 true
             }
             pg_sys::NodeTag::T_OpExpr => {
                 let op = node as *mut pg_sys::OpExpr;
-                self.operator((*op).opno, (*op).opfuncid, (*op).inputcollid, (*op).args, None, out)
+                self.operator(
+                    (*op).opno,
+                    (*op).opfuncid,
+                    (*op).inputcollid,
+                    (*op).args,
+                    None,
+                    out,
+                )
             }
             pg_sys::NodeTag::T_ScalarArrayOpExpr => {
                 let op = node as *mut pg_sys::ScalarArrayOpExpr;
                 let quantifier = if (*op).useOr { "ANY" } else { "ALL" };
-                self.operator((*op).opno, (*op).opfuncid, (*op).inputcollid, (*op).args, Some(quantifier), out)
+                self.operator(
+                    (*op).opno,
+                    (*op).opfuncid,
+                    (*op).inputcollid,
+                    (*op).args,
+                    Some(quantifier),
+                    out,
+                )
             }
             pg_sys::NodeTag::T_FuncExpr => {
                 let f = node as *mut pg_sys::FuncExpr;
@@ -157,7 +179,11 @@ impl Deparser {
                         true
                     }
                     kind => {
-                        let joiner = if kind == pg_sys::BoolExprType::AND_EXPR { " AND " } else { " OR " };
+                        let joiner = if kind == pg_sys::BoolExprType::AND_EXPR {
+                            " AND "
+                        } else {
+                            " OR "
+                        };
                         out.push("(");
                         if !self.list((*b).args, joiner, out) {
                             return false;
@@ -176,7 +202,11 @@ impl Deparser {
                 if !self.expr((*t).arg as *mut pg_sys::Node, out) {
                     return false;
                 }
-                out.push(if (*t).nulltesttype == pg_sys::NullTestType::IS_NULL { " IS NULL)" } else { " IS NOT NULL)" });
+                out.push(if (*t).nulltesttype == pg_sys::NullTestType::IS_NULL {
+                    " IS NULL)"
+                } else {
+                    " IS NOT NULL)"
+                });
                 true
             }
             pg_sys::NodeTag::T_BooleanTest => {
@@ -205,7 +235,10 @@ impl Deparser {
                 if !self.expr((*r).arg as *mut pg_sys::Node, out) {
                     return false;
                 }
-                out.push(&format!(")::{}", type_sql((*r).resulttype, (*r).resulttypmod)));
+                out.push(&format!(
+                    ")::{}",
+                    type_sql((*r).resulttype, (*r).resulttypmod)
+                ));
                 true
             }
             pg_sys::NodeTag::T_ArrayExpr => {
@@ -245,13 +278,16 @@ impl Deparser {
         quantifier: Option<&str>,
         out: &mut Sql,
     ) -> bool {
-        let funcid = if funcid == pg_sys::InvalidOid { pg_sys::get_opcode(opno) } else { funcid };
+        let funcid = if funcid == pg_sys::InvalidOid {
+            pg_sys::get_opcode(opno)
+        } else {
+            funcid
+        };
         if !builtin(opno) || pg_sys::func_volatile(funcid) as u8 != b'i' {
             return false;
         }
         let args = list_nodes(args);
-        let equality = args.len() == 2
-            && pg_sys::op_hashjoinable(opno, pg_sys::exprType(args[0]));
+        let equality = args.len() == 2 && pg_sys::op_hashjoinable(opno, pg_sys::exprType(args[0]));
         if !collation_safe(collation, funcid, equality) {
             return false;
         }
@@ -308,10 +344,35 @@ fn builtin(oid: pg_sys::Oid) -> bool {
 /// Built-in functions on collatable types whose result does not depend on the collation
 /// (with deterministic collations they work on bytes): safe to push whatever the collation.
 const COLLATION_FREE: &[&str] = &[
-    "textcat", "substr", "substring", "length", "char_length", "character_length",
-    "octet_length", "bit_length", "btrim", "ltrim", "rtrim", "replace", "left", "right",
-    "lpad", "rpad", "md5", "split_part", "strpos", "reverse", "repeat", "starts_with",
-    "textlike", "textnlike", "bpcharlike", "bpcharnlike", "text", "varchar", "bpchar",
+    "textcat",
+    "substr",
+    "substring",
+    "length",
+    "char_length",
+    "character_length",
+    "octet_length",
+    "bit_length",
+    "btrim",
+    "ltrim",
+    "rtrim",
+    "replace",
+    "left",
+    "right",
+    "lpad",
+    "rpad",
+    "md5",
+    "split_part",
+    "strpos",
+    "reverse",
+    "repeat",
+    "starts_with",
+    "textlike",
+    "textnlike",
+    "bpcharlike",
+    "bpcharnlike",
+    "text",
+    "varchar",
+    "bpchar",
 ];
 
 /// Whether `function` under `collation` gives the same answer on a worker: orderings and case
@@ -337,7 +398,12 @@ pub fn type_sql(type_oid: pg_sys::Oid, typmod: i32) -> String {
 ///
 /// # Safety
 /// `datum` must be a value of `type_oid` (ignored when `is_null`).
-pub unsafe fn literal(datum: pg_sys::Datum, is_null: bool, type_oid: pg_sys::Oid, typmod: i32) -> String {
+pub unsafe fn literal(
+    datum: pg_sys::Datum,
+    is_null: bool,
+    type_oid: pg_sys::Oid,
+    typmod: i32,
+) -> String {
     let type_name = type_sql(type_oid, typmod);
     if is_null {
         return format!("NULL::{type_name}");
@@ -345,7 +411,8 @@ pub unsafe fn literal(datum: pg_sys::Datum, is_null: bool, type_oid: pg_sys::Oid
     let mut output = pg_sys::InvalidOid;
     let mut varlena = false;
     pg_sys::getTypeOutputInfo(type_oid, &mut output, &mut varlena);
-    let (date_style, date_order, interval_style) = (pg_sys::DateStyle, pg_sys::DateOrder, pg_sys::IntervalStyle);
+    let (date_style, date_order, interval_style) =
+        (pg_sys::DateStyle, pg_sys::DateOrder, pg_sys::IntervalStyle);
     pg_sys::DateStyle = pg_sys::USE_ISO_DATES as i32;
     pg_sys::DateOrder = pg_sys::DATEORDER_YMD as i32;
     pg_sys::IntervalStyle = pg_sys::INTSTYLE_POSTGRES as i32;
@@ -353,7 +420,10 @@ pub unsafe fn literal(datum: pg_sys::Datum, is_null: bool, type_oid: pg_sys::Oid
     pg_sys::DateStyle = date_style;
     pg_sys::DateOrder = date_order;
     pg_sys::IntervalStyle = interval_style;
-    format!("{}::{type_name}", pgshard_core::layout::quote_literal(&cstr(text)))
+    format!(
+        "{}::{type_name}",
+        pgshard_core::layout::quote_literal(&cstr(text))
+    )
 }
 
 /// The nodes of a List of pointers.
@@ -361,7 +431,10 @@ pub unsafe fn literal(datum: pg_sys::Datum, is_null: bool, type_oid: pg_sys::Oid
 /// # Safety
 /// `list` must be NULL or a valid pointer List.
 pub unsafe fn list_nodes(list: *mut pg_sys::List) -> Vec<*mut pg_sys::Node> {
-    list_pointers(list).into_iter().map(|p| p as *mut pg_sys::Node).collect()
+    list_pointers(list)
+        .into_iter()
+        .map(|p| p as *mut pg_sys::Node)
+        .collect()
 }
 
 /// The elements of a List of pointers.

@@ -7,16 +7,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use pgrx::prelude::*;
 
-mod error;
 mod deparse;
+mod error;
 mod guc;
 mod hashing;
 mod metadata;
 mod modify;
 mod planner;
 mod remote;
-mod scan;
 mod rows;
+mod scan;
 mod shard_copy;
 mod tables;
 mod utility;

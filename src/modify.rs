@@ -57,7 +57,10 @@ pub fn register() {
 /// Whether `plan` is a pgshard write node (used by the planner guard).
 pub unsafe fn is_pgshard_modify(plan: *mut pg_sys::Plan) -> bool {
     (*plan).type_ == pg_sys::NodeTag::T_CustomScan
-        && std::ptr::eq((*(plan as *mut pg_sys::CustomScan)).methods, &MODIFY_METHODS.0)
+        && std::ptr::eq(
+            (*(plan as *mut pg_sys::CustomScan)).methods,
+            &MODIFY_METHODS.0,
+        )
 }
 
 /// The sharded table a statement writes to, if any.
@@ -88,8 +91,17 @@ struct Private {
 unsafe fn store(cscan: *mut pg_sys::CustomScan, private: &Private, values: Vec<*mut pg_sys::Node>) {
     let header = [
         private.kind.clone(),
-        private.pins.iter().map(|p| if *p == Pin_::Equals { 'e' } else { 'a' }).collect(),
-        private.columns.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","),
+        private
+            .pins
+            .iter()
+            .map(|p| if *p == Pin_::Equals { 'e' } else { 'a' })
+            .collect(),
+        private
+            .columns
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
     ];
     let strings = header
         .into_iter()
@@ -109,8 +121,15 @@ unsafe fn load(cscan: *mut pg_sys::CustomScan) -> Private {
         .collect();
     Private {
         kind: strings[0].clone(),
-        pins: strings[1].chars().map(|c| if c == 'e' { Pin_::Equals } else { Pin_::AnyOf }).collect(),
-        columns: strings[2].split(',').filter(|s| !s.is_empty()).map(|s| s.parse().expect("attnum")).collect(),
+        pins: strings[1]
+            .chars()
+            .map(|c| if c == 'e' { Pin_::Equals } else { Pin_::AnyOf })
+            .collect(),
+        columns: strings[2]
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().expect("attnum"))
+            .collect(),
         parts: strings[3..].to_vec(),
     }
 }
@@ -140,7 +159,9 @@ fn unsupported(table: pg_sys::Oid, what: &str, why: &str) -> ! {
     let name = unsafe {
         format!(
             "{}.{}",
-            quote_ident(&cstr(pg_sys::get_namespace_name(pg_sys::get_rel_namespace(table)))),
+            quote_ident(&cstr(pg_sys::get_namespace_name(
+                pg_sys::get_rel_namespace(table)
+            ))),
             quote_ident(&cstr(pg_sys::get_rel_name(table)))
         )
     };
@@ -161,7 +182,11 @@ pub unsafe fn on_conflict_sql(parse: *mut pg_sys::Query, rti: u32, relid: pg_sys
         return sql;
     }
     let table = metadata::sharded_table(relid).expect("sharded");
-    let deparser = Deparser { varno: rti, relid, excluded: (*conflict).exclRelIndex as u32 };
+    let deparser = Deparser {
+        varno: rti,
+        relid,
+        excluded: (*conflict).exclRelIndex as u32,
+    };
     let fail = |why: &str| -> ! { unsupported(relid, "this INSERT … ON CONFLICT", why) };
     sql.push(" ON CONFLICT");
     let elems = list_nodes((*conflict).arbiterElems);
@@ -186,7 +211,9 @@ pub unsafe fn on_conflict_sql(parse: *mut pg_sys::Query, rti: u32, relid: pg_sys
         }
         sql.push(")");
         if !has_key {
-            fail("The conflict target must include the shard key: uniqueness is enforced per shard.");
+            fail(
+                "The conflict target must include the shard key: uniqueness is enforced per shard.",
+            );
         }
         if !(*conflict).arbiterWhere.is_null() {
             sql.push(" WHERE ");
@@ -199,14 +226,20 @@ pub unsafe fn on_conflict_sql(parse: *mut pg_sys::Query, rti: u32, relid: pg_sys
         // Constraints backed by indexes carry the shard id in their name on the workers;
         // the name is filled in per shard (see `shard_sql`).
         sql.push(" ON CONSTRAINT ");
-        sql.push(&format!("\u{1}{}\u{1}", cstr(pg_sys::get_constraint_name((*conflict).constraint))));
+        sql.push(&format!(
+            "\u{1}{}\u{1}",
+            cstr(pg_sys::get_constraint_name((*conflict).constraint))
+        ));
     }
     if (*conflict).action == pg_sys::OnConflictAction::ONCONFLICT_NOTHING {
         sql.push(" DO NOTHING");
         return sql;
     }
     sql.push(" DO UPDATE SET ");
-    for (i, entry) in list_pointers((*conflict).onConflictSet).into_iter().enumerate() {
+    for (i, entry) in list_pointers((*conflict).onConflictSet)
+        .into_iter()
+        .enumerate()
+    {
         let entry = entry as *mut pg_sys::TargetEntry;
         if (*entry).resjunk {
             continue;
@@ -217,7 +250,11 @@ pub unsafe fn on_conflict_sql(parse: *mut pg_sys::Query, rti: u32, relid: pg_sys
         if i > 0 {
             sql.push(", ");
         }
-        sql.push(&quote_ident(&cstr(pg_sys::get_attname(relid, (*entry).resno, false))));
+        sql.push(&quote_ident(&cstr(pg_sys::get_attname(
+            relid,
+            (*entry).resno,
+            false,
+        ))));
         sql.push(" = ");
         match deparser.deparse((*entry).expr as *mut pg_sys::Node) {
             Some(part) => sql.append(part),
@@ -242,7 +279,8 @@ pub unsafe fn route_insert(planned: *mut pg_sys::PlannedStmt, relid: pg_sys::Oid
     }
     let modify = top as *mut pg_sys::ModifyTable;
     let rti = list_ints_first((*modify).resultRelations);
-    let cscan = pg_sys::palloc0(std::mem::size_of::<pg_sys::CustomScan>()) as *mut pg_sys::CustomScan;
+    let cscan =
+        pg_sys::palloc0(std::mem::size_of::<pg_sys::CustomScan>()) as *mut pg_sys::CustomScan;
     (*cscan).scan.plan = (*modify).plan;
     (*cscan).scan.plan.type_ = pg_sys::NodeTag::T_CustomScan;
     (*cscan).scan.plan.lefttree = std::ptr::null_mut();
@@ -251,7 +289,11 @@ pub unsafe fn route_insert(planned: *mut pg_sys::PlannedStmt, relid: pg_sys::Oid
     (*cscan).scan.scanrelid = rti;
     (*cscan).methods = &MODIFY_METHODS.0;
     (*cscan).custom_plans = make_list([(*modify).plan.lefttree]);
-    let kind = if (*planned).hasReturning { "insert-returning" } else { "insert" };
+    let kind = if (*planned).hasReturning {
+        "insert-returning"
+    } else {
+        "insert"
+    };
     let private = Private {
         kind: kind.to_string(),
         pins: Vec::new(),
@@ -267,10 +309,18 @@ unsafe fn list_ints_first(list: *mut pg_sys::List) -> u32 {
 }
 
 /// Plans an UPDATE or DELETE on a sharded table as one statement per shard.
-pub unsafe fn plan_update_delete(parse: *mut pg_sys::Query, rti: u32, relid: pg_sys::Oid) -> *mut pg_sys::PlannedStmt {
+pub unsafe fn plan_update_delete(
+    parse: *mut pg_sys::Query,
+    rti: u32,
+    relid: pg_sys::Oid,
+) -> *mut pg_sys::PlannedStmt {
     let table = metadata::sharded_table(relid).expect("sharded");
     let command = (*parse).commandType;
-    let what = if command == pg_sys::CmdType::CMD_UPDATE { "this UPDATE" } else { "this DELETE" };
+    let what = if command == pg_sys::CmdType::CMD_UPDATE {
+        "this UPDATE"
+    } else {
+        "this DELETE"
+    };
     let fail = |why: &str| -> ! { unsupported(relid, what, why) };
     let from = list_nodes((*(*parse).jointree).fromlist);
     if from.len() != 1 || list_pointers((*parse).rtable).len() != 1 {
@@ -279,7 +329,11 @@ pub unsafe fn plan_update_delete(parse: *mut pg_sys::Query, rti: u32, relid: pg_
     if (*parse).hasSubLinks || !(*parse).cteList.is_null() {
         fail("It uses a subquery or a WITH clause.");
     }
-    let deparser = Deparser { varno: rti, relid, excluded: 0 };
+    let deparser = Deparser {
+        varno: rti,
+        relid,
+        excluded: 0,
+    };
     let mut sql = Sql::default();
     if command == pg_sys::CmdType::CMD_UPDATE {
         sql.push(" SET ");
@@ -302,7 +356,11 @@ pub unsafe fn plan_update_delete(parse: *mut pg_sys::Query, rti: u32, relid: pg_
                 sql.push(", ");
             }
             first = false;
-            sql.push(&quote_ident(&cstr(pg_sys::get_attname(relid, (*entry).resno, false))));
+            sql.push(&quote_ident(&cstr(pg_sys::get_attname(
+                relid,
+                (*entry).resno,
+                false,
+            ))));
             sql.push(" = ");
             match deparser.deparse((*entry).expr as *mut pg_sys::Node) {
                 Some(part) => sql.append(part),
@@ -326,7 +384,8 @@ pub unsafe fn plan_update_delete(parse: *mut pg_sys::Query, rti: u32, relid: pg_
     }
     let returning = !(*parse).returningList.is_null();
     let columns = live_columns(relid);
-    let cscan = pg_sys::palloc0(std::mem::size_of::<pg_sys::CustomScan>()) as *mut pg_sys::CustomScan;
+    let cscan =
+        pg_sys::palloc0(std::mem::size_of::<pg_sys::CustomScan>()) as *mut pg_sys::CustomScan;
     (*cscan).scan.plan.type_ = pg_sys::NodeTag::T_CustomScan;
     (*cscan).scan.plan.targetlist = (*parse).returningList;
     pg_sys::fix_opfuncids((*parse).returningList as *mut pg_sys::Node);
@@ -344,10 +403,15 @@ pub unsafe fn plan_update_delete(parse: *mut pg_sys::Query, rti: u32, relid: pg_
         columns,
         parts: sql.parts,
     };
-    let values = sql.values.into_iter().chain(pins.iter().map(|(_, v)| *v)).collect();
+    let values = sql
+        .values
+        .into_iter()
+        .chain(pins.iter().map(|(_, v)| *v))
+        .collect();
     store(cscan, &private, values);
 
-    let planned = pg_sys::palloc0(std::mem::size_of::<pg_sys::PlannedStmt>()) as *mut pg_sys::PlannedStmt;
+    let planned =
+        pg_sys::palloc0(std::mem::size_of::<pg_sys::PlannedStmt>()) as *mut pg_sys::PlannedStmt;
     (*planned).type_ = pg_sys::NodeTag::T_PlannedStmt;
     (*planned).commandType = command;
     (*planned).queryId = (*parse).queryId;
@@ -389,7 +453,11 @@ unsafe extern "C-unwind" fn create_state(_cscan: *mut pg_sys::CustomScan) -> *mu
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn begin(node: *mut pg_sys::CustomScanState, estate: *mut pg_sys::EState, eflags: i32) {
+unsafe extern "C-unwind" fn begin(
+    node: *mut pg_sys::CustomScanState,
+    estate: *mut pg_sys::EState,
+    eflags: i32,
+) {
     let node = node as *mut ModifyNode;
     let cscan = (*node).css.ss.ps.plan as *mut pg_sys::CustomScan;
     for child in list_pointers((*cscan).custom_plans) {
@@ -397,7 +465,8 @@ unsafe extern "C-unwind" fn begin(node: *mut pg_sys::CustomScanState, estate: *m
         (*node).css.custom_ps = pg_sys::lappend((*node).css.custom_ps, state.cast());
     }
     let relid = (*(*node).css.ss.ss_currentRelation).rd_id;
-    let table = metadata::sharded_table(relid).unwrap_or_else(|| refuse_sharded(relid, "this statement"));
+    let table =
+        metadata::sharded_table(relid).unwrap_or_else(|| refuse_sharded(relid, "this statement"));
     let private = load(cscan);
     let value_nodes = list_nodes((*cscan).custom_exprs);
     let values = value_nodes
@@ -444,7 +513,9 @@ impl ModifyExec {
         let mut out = String::new();
         for (i, piece) in template.split('\u{1}').enumerate() {
             if i % 2 == 1 {
-                out.push_str(&quote_ident(&pgshard_core::layout::shard_relation_name(piece, shard_id)));
+                out.push_str(&quote_ident(&pgshard_core::layout::shard_relation_name(
+                    piece, shard_id,
+                )));
             } else {
                 out.push_str(piece);
             }
@@ -454,7 +525,10 @@ impl ModifyExec {
 
     fn returning_clause(&self) -> String {
         if self.returning() {
-            format!(" RETURNING {}", column_names(self.table.oid, &self.private.columns))
+            format!(
+                " RETURNING {}",
+                column_names(self.table.oid, &self.private.columns)
+            )
         } else {
             String::new()
         }
@@ -473,14 +547,24 @@ impl ModifyExec {
             }
         }
         let connections = xact::connections(&workers, Access::Write);
-        let tokens: Vec<_> = connections.iter().map(|c| c.client.cancel_token()).collect();
+        let tokens: Vec<_> = connections
+            .iter()
+            .map(|c| c.client.cancel_token())
+            .collect();
         let mut begun = vec![false; connections.len()];
         let runs: Vec<_> = statements
             .iter()
             .map(|(i, sql)| {
                 let shard = &self.table.shards[*i];
-                let c = connections.iter().position(|c| c.worker.id == shard.worker.id).expect("connected");
-                let sql = if begun[c] { sql.clone() } else { connections[c].with_begin(sql) };
+                let c = connections
+                    .iter()
+                    .position(|c| c.worker.id == shard.worker.id)
+                    .expect("connected");
+                let sql = if begun[c] {
+                    sql.clone()
+                } else {
+                    connections[c].with_begin(sql)
+                };
                 begun[c] = true;
                 let client = std::rc::Rc::clone(&connections[c].client);
                 async move { client.simple_query(&sql).await }
@@ -495,7 +579,9 @@ impl ModifyExec {
                     for message in messages {
                         match message {
                             SimpleQueryMessage::Row(row) => self.returned.push_back(
-                                (0..self.private.columns.len()).map(|c| row.get(c).map(str::to_owned)).collect(),
+                                (0..self.private.columns.len())
+                                    .map(|c| row.get(c).map(str::to_owned))
+                                    .collect(),
                             ),
                             SimpleQueryMessage::CommandComplete(n) => (*estate).es_processed += n,
                             _ => {}
@@ -509,13 +595,15 @@ impl ModifyExec {
 
     /// INSERT: reads every new row from the child plan, sorts them by shard, and sends them.
     unsafe fn run_insert(&mut self, node: *mut ModifyNode) {
-        let child = *list_pointers((*node).css.custom_ps).first().expect("child") as *mut pg_sys::PlanState;
+        let child =
+            *list_pointers((*node).css.custom_ps).first().expect("child") as *mut pg_sys::PlanState;
         let estate = (*node).css.ss.ps.state;
         let relid = self.table.oid;
         let mut encoder = TextEncoder::new((*(*node).css.ss.ss_currentRelation).rd_att);
         let holes = self.private.parts.len() - 1;
         let econtext = (*node).css.ss.ps.ps_ExprContext;
-        let rendered = scan::render_values(&self.values[..holes], &self.value_nodes[..holes], econtext);
+        let rendered =
+            scan::render_values(&self.values[..holes], &self.value_nodes[..holes], econtext);
         let conflict = Sql::render(&self.private.parts, |i| rendered[i].clone());
         let columns = column_names(relid, &self.private.columns);
         let returning = self.returning_clause();
@@ -558,9 +646,15 @@ impl ModifyExec {
                 .hint("Give every row a shard key value.")
                 .raise()
             }
-            let hash = crate::hashing::hash_datum(*(*slot).tts_values.add(key_index), self.table.key_type);
+            let hash =
+                crate::hashing::hash_datum(*(*slot).tts_values.add(key_index), self.table.key_type);
             let shard = self.table.shard_for_hash(hash);
-            let index = self.table.shards.iter().position(|s| s.id == shard.id).expect("own shard");
+            let index = self
+                .table
+                .shards
+                .iter()
+                .position(|s| s.id == shard.id)
+                .expect("own shard");
             let values: Vec<String> = self
                 .private
                 .columns
@@ -582,7 +676,8 @@ impl ModifyExec {
     unsafe fn run_statement(&mut self, node: *mut ModifyNode) {
         let econtext = (*node).css.ss.ps.ps_ExprContext;
         let holes = self.private.parts.len() - 1;
-        let rendered = scan::render_values(&self.values[..holes], &self.value_nodes[..holes], econtext);
+        let rendered =
+            scan::render_values(&self.values[..holes], &self.value_nodes[..holes], econtext);
         let body = Sql::render(&self.private.parts, |i| rendered[i].clone());
         let selected = scan::pruned_shards(
             &self.table,
@@ -591,7 +686,11 @@ impl ModifyExec {
             &self.value_nodes[holes..],
             econtext,
         );
-        let verb = if self.private.kind.starts_with("update") { "UPDATE " } else { "DELETE FROM " };
+        let verb = if self.private.kind.starts_with("update") {
+            "UPDATE "
+        } else {
+            "DELETE FROM "
+        };
         let returning = self.returning_clause();
         let statements = self
             .table
@@ -621,7 +720,9 @@ unsafe fn plan_reads_shards(plan: *mut pg_sys::Plan) -> bool {
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn exec(node: *mut pg_sys::CustomScanState) -> *mut pg_sys::TupleTableSlot {
+unsafe extern "C-unwind" fn exec(
+    node: *mut pg_sys::CustomScanState,
+) -> *mut pg_sys::TupleTableSlot {
     let node = node as *mut ModifyNode;
     let state = &mut *(*node).state;
     if !state.done {
@@ -674,22 +775,44 @@ unsafe extern "C-unwind" fn explain(
     es: *mut pg_sys::ExplainState,
 ) {
     let node = node as *mut ModifyNode;
-    let Some(state) = (*node).state.as_ref() else { return };
+    let Some(state) = (*node).state.as_ref() else {
+        return;
+    };
     let property = |name: &str, value: &str| {
         let name = CString::new(name).expect("no NUL");
         let value = CString::new(value.replace('\0', "")).expect("no NUL");
         pg_sys::ExplainPropertyText(name.as_ptr(), value.as_ptr(), es);
     };
-    property("Operation", &state.private.kind.replace("-returning", " … RETURNING"));
+    property(
+        "Operation",
+        &state.private.kind.replace("-returning", " … RETURNING"),
+    );
     if state.sent.is_empty() {
-        property("Shards", &format!("{} (chosen when the statement runs)", state.table.shards.len()));
+        property(
+            "Shards",
+            &format!(
+                "{} (chosen when the statement runs)",
+                state.table.shards.len()
+            ),
+        );
         return;
     }
     property("Statements", &state.sent.len().to_string());
     let show = if (*es).verbose { state.sent.len() } else { 1 };
     for (shard, worker, sql) in state.sent.iter().take(show) {
         property("Task", &format!("shard {shard} on worker {worker}"));
-        let shown: String = if sql.len() > 300 && !(*es).verbose { format!("{}…", &sql[..sql.char_indices().nth(300).map(|(i, _)| i).unwrap_or(sql.len())]) } else { sql.clone() };
+        let shown: String = if sql.len() > 300 && !(*es).verbose {
+            format!(
+                "{}…",
+                &sql[..sql
+                    .char_indices()
+                    .nth(300)
+                    .map(|(i, _)| i)
+                    .unwrap_or(sql.len())]
+            )
+        } else {
+            sql.clone()
+        };
         property("Remote SQL", &shown);
     }
 }

@@ -83,7 +83,11 @@ unsafe extern "C-unwind" fn pgshard_planner(
         }
     }
     let mut plans = vec![(*planned).planTree];
-    plans.extend(list_pointers((*planned).subplans).into_iter().map(|p| p as *mut pg_sys::Plan));
+    plans.extend(
+        list_pointers((*planned).subplans)
+            .into_iter()
+            .map(|p| p as *mut pg_sys::Plan),
+    );
     while let Some(plan) = plans.pop() {
         if plan.is_null() {
             continue;
@@ -95,7 +99,10 @@ unsafe extern "C-unwind" fn pgshard_planner(
 }
 
 /// Refuses a plan node that would touch the coordinator's (empty) copy of a sharded table.
-unsafe fn check_plan_node(plan: *mut pg_sys::Plan, sharded_rti: &impl Fn(u32) -> Option<pg_sys::Oid>) {
+unsafe fn check_plan_node(
+    plan: *mut pg_sys::Plan,
+    sharded_rti: &impl Fn(u32) -> Option<pg_sys::Oid>,
+) {
     use pg_sys::NodeTag::*;
     match (*plan).type_ {
         T_SeqScan | T_SampleScan | T_IndexScan | T_IndexOnlyScan | T_BitmapHeapScan | T_TidScan
@@ -153,7 +160,11 @@ unsafe fn children(plan: *mut pg_sys::Plan) -> Vec<*mut pg_sys::Plan> {
         }
         _ => std::ptr::null_mut(),
     };
-    out.extend(list_pointers(list).into_iter().map(|p| p as *mut pg_sys::Plan));
+    out.extend(
+        list_pointers(list)
+            .into_iter()
+            .map(|p| p as *mut pg_sys::Plan),
+    );
     out
 }
 
@@ -161,7 +172,10 @@ unsafe fn children(plan: *mut pg_sys::Plan) -> Vec<*mut pg_sys::Plan> {
 pub fn refuse_sharded(table: pg_sys::Oid, what: &str) -> ! {
     PgShardError::new(
         PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-        format!("{what} is not supported on sharded table {} yet", relation_name(table)),
+        format!(
+            "{what} is not supported on sharded table {} yet",
+            relation_name(table)
+        ),
     )
     .hint(if what == "DROP TABLE" {
         "Run pgshard.unshard_table() first, then drop the table."

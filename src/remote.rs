@@ -75,6 +75,7 @@ impl RemoteError {
             PgSqlErrorCode::ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
         );
         error.code = PgSqlErrorCode::ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION;
+        error.hint = HINT_UNREACHABLE;
         if let Some(db) = err.as_db_error() {
             let reported = format!("The worker reported SQLSTATE {}.", db.code().code());
             error.detail = Some(match error.detail.take() {
@@ -87,11 +88,13 @@ impl RemoteError {
 
     fn from_postgres(err: &tokio_postgres::Error, fallback: PgSqlErrorCode) -> Self {
         match err.as_db_error() {
+            // The worker answered: its own error, not a connection problem, so no hint about
+            // reaching it.
             Some(db) => RemoteError {
                 code: sqlstate_code(db.code().code()).unwrap_or(fallback),
                 message: db.message().to_string(),
                 detail: db.detail().map(str::to_owned),
-                hint: HINT_UNREACHABLE,
+                hint: "",
             },
             None => RemoteError {
                 code: fallback,
@@ -121,7 +124,11 @@ impl RemoteError {
             Some(detail) => error.detail(detail),
             None => error,
         };
-        error.hint(self.hint).raise()
+        if self.hint.is_empty() {
+            error.raise()
+        } else {
+            error.hint(self.hint).raise()
+        }
     }
 }
 

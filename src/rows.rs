@@ -41,7 +41,11 @@ impl TextEncoder {
     ///
     /// # Safety
     /// `slot` must hold a tuple of the descriptor this encoder was built for, deformed.
-    pub unsafe fn text(&mut self, slot: *mut pg_sys::TupleTableSlot, index: usize) -> Option<String> {
+    pub unsafe fn text(
+        &mut self,
+        slot: *mut pg_sys::TupleTableSlot,
+        index: usize,
+    ) -> Option<String> {
         if *(*slot).tts_isnull.add(index) {
             return None;
         }
@@ -89,14 +93,16 @@ impl TextDecoder {
         match text {
             None => {
                 // Input functions must see NULLs too (domains check them); strict ones return 0.
-                let datum = pg_sys::InputFunctionCall(info, std::ptr::null_mut(), *ioparam, *typmod);
+                let datum =
+                    pg_sys::InputFunctionCall(info, std::ptr::null_mut(), *ioparam, *typmod);
                 (datum, true)
             }
             Some(text) => {
                 let c = CString::new(text).unwrap_or_else(|_| {
                     CString::new(text.replace('\0', "")).expect("NULs removed")
                 });
-                let datum = pg_sys::InputFunctionCall(info, c.as_ptr().cast_mut(), *ioparam, *typmod);
+                let datum =
+                    pg_sys::InputFunctionCall(info, c.as_ptr().cast_mut(), *ioparam, *typmod);
                 (datum, false)
             }
         }

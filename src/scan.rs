@@ -70,7 +70,10 @@ const REMOTE_ROW_COST: f64 = 0.02;
 /// Whether `plan` is a pgshard scan (used by the planner guard).
 pub unsafe fn is_pgshard_scan(plan: *mut pg_sys::Plan) -> bool {
     (*plan).type_ == pg_sys::NodeTag::T_CustomScan
-        && std::ptr::eq((*(plan as *mut pg_sys::CustomScan)).methods, &SCAN_METHODS.0)
+        && std::ptr::eq(
+            (*(plan as *mut pg_sys::CustomScan)).methods,
+            &SCAN_METHODS.0,
+        )
 }
 
 /// Registers the scan so that plans holding it can be copied and read back; from `_PG_init`.
@@ -99,7 +102,8 @@ pub unsafe fn replace_paths(
         crate::planner::refuse_sharded((*rte).relid, "TABLESAMPLE");
     }
     let _ = root;
-    let path = pg_sys::palloc0(std::mem::size_of::<pg_sys::CustomPath>()) as *mut pg_sys::CustomPath;
+    let path =
+        pg_sys::palloc0(std::mem::size_of::<pg_sys::CustomPath>()) as *mut pg_sys::CustomPath;
     (*path).path.type_ = pg_sys::NodeTag::T_CustomPath;
     (*path).path.pathtype = pg_sys::NodeTag::T_CustomScan;
     (*path).path.parent = rel;
@@ -136,12 +140,27 @@ unsafe extern "C-unwind" fn plan_scan(
     let rte = *(*_root).simple_rte_array.add(varno as usize);
     let relid = (*rte).relid;
     let table = metadata::sharded_table(relid).expect("planned as sharded");
+    // A write the planner hook did not route (inside WITH, or MERGE) reaches here as a scan of
+    // its target; it needs row identities a remote row does not have.
+    let parse = (*_root).parse;
+    if (*parse).resultRelation as u32 == varno
+        && (*parse).commandType != pg_sys::CmdType::CMD_SELECT
+    {
+        crate::planner::refuse_sharded(
+            relid,
+            "this UPDATE, DELETE or MERGE (inside WITH, or MERGE)",
+        );
+    }
     for rowmark in list_pointers((*_root).rowMarks) {
         if (*(rowmark as *mut pg_sys::PlanRowMark)).rti == varno {
             crate::planner::refuse_sharded(relid, "SELECT FOR UPDATE/SHARE");
         }
     }
-    let deparser = Deparser { varno, relid, excluded: 0 };
+    let deparser = Deparser {
+        varno,
+        relid,
+        excluded: 0,
+    };
 
     let mut remote = Sql::default();
     let mut local: Vec<*mut pg_sys::Node> = Vec::new();
@@ -151,7 +170,11 @@ unsafe extern "C-unwind" fn plan_scan(
         let clause = (*rinfo).clause as *mut pg_sys::Node;
         match ((*rinfo).pseudoconstant, deparser.deparse(clause)) {
             (false, Some(sql)) => {
-                remote.push(if remote.parts.len() == 1 && remote.parts[0].is_empty() { " WHERE " } else { " AND " });
+                remote.push(if remote.parts.len() == 1 && remote.parts[0].is_empty() {
+                    " WHERE "
+                } else {
+                    " AND "
+                });
                 remote.append(sql);
                 if let Some(pin) = key_pin(clause, varno, &table) {
                     pins.push(pin);
@@ -198,7 +221,8 @@ unsafe extern "C-unwind" fn plan_scan(
     columns.sort_unstable();
     columns.dedup();
 
-    let cscan = pg_sys::palloc0(std::mem::size_of::<pg_sys::CustomScan>()) as *mut pg_sys::CustomScan;
+    let cscan =
+        pg_sys::palloc0(std::mem::size_of::<pg_sys::CustomScan>()) as *mut pg_sys::CustomScan;
     (*cscan).scan.plan.type_ = pg_sys::NodeTag::T_CustomScan;
     (*cscan).scan.plan.targetlist = tlist;
     (*cscan).scan.plan.qual = make_list(local);
@@ -207,15 +231,25 @@ unsafe extern "C-unwind" fn plan_scan(
 
     let header = format!(
         "{} {}",
-        pins.iter().map(|(p, _)| if *p == Pin_::Equals { 'e' } else { 'a' }).collect::<String>(),
-        columns.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
+        pins.iter()
+            .map(|(p, _)| if *p == Pin_::Equals { 'e' } else { 'a' })
+            .collect::<String>(),
+        columns
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
     );
     let strings = std::iter::once(header)
         .chain(remote.parts.iter().cloned())
         .map(|s| pg_sys::makeString(CString::new(s).expect("no NUL in SQL").into_raw()));
     (*cscan).custom_private = make_list(strings);
     (*cscan).custom_exprs = make_list(
-        remote.values.iter().copied().chain(pins.iter().map(|(_, v)| *v)),
+        remote
+            .values
+            .iter()
+            .copied()
+            .chain(pins.iter().map(|(_, v)| *v)),
     );
     cscan as *mut pg_sys::Plan
 }
@@ -253,7 +287,9 @@ pub unsafe fn key_pin(
             return false;
         }
         let var = node as *mut pg_sys::Var;
-        (*var).varno as u32 == varno && (*var).varattno == table.key_attnum && (*var).varlevelsup == 0
+        (*var).varno as u32 == varno
+            && (*var).varattno == table.key_attnum
+            && (*var).varlevelsup == 0
     };
     let value = match (is_key(args[0]), is_key(args[1]), pin) {
         (true, false, _) => args[1],
@@ -276,7 +312,9 @@ fn relation_label(table: &ShardedTable) -> String {
     unsafe {
         format!(
             "{}.{}",
-            quote_ident(&cstr(pg_sys::get_namespace_name(pg_sys::get_rel_namespace(table.oid)))),
+            quote_ident(&cstr(pg_sys::get_namespace_name(
+                pg_sys::get_rel_namespace(table.oid)
+            ))),
             quote_ident(&cstr(pg_sys::get_rel_name(table.oid)))
         )
     }
@@ -296,7 +334,8 @@ pub struct Task {
     pub rows: u64,
 }
 
-type RowStream = Pin<Box<dyn Stream<Item = (usize, Result<SimpleQueryMessage, tokio_postgres::Error>)>>>;
+type RowStream =
+    Pin<Box<dyn Stream<Item = (usize, Result<SimpleQueryMessage, tokio_postgres::Error>)>>>;
 
 /// Remote queries of one statement, running concurrently, their rows merged as they come.
 pub struct RemoteRows {
@@ -321,7 +360,10 @@ impl RemoteRows {
             }
         }
         let connections = xact::connections(&workers, access);
-        let tokens: Vec<CancelToken> = connections.iter().map(|c| c.client.cancel_token()).collect();
+        let tokens: Vec<CancelToken> = connections
+            .iter()
+            .map(|c| c.client.cancel_token())
+            .collect();
         let mut begun = vec![false; connections.len()];
         let sends: Vec<_> = tasks
             .iter()
@@ -330,7 +372,11 @@ impl RemoteRows {
                     .iter()
                     .position(|c| c.worker.id == task.shard.worker.id)
                     .expect("connected");
-                let sql = if begun[i] { task.sql.clone() } else { connections[i].with_begin(&task.sql) };
+                let sql = if begun[i] {
+                    task.sql.clone()
+                } else {
+                    connections[i].with_begin(&task.sql)
+                };
                 begun[i] = true;
                 let client = Rc::clone(&connections[i].client);
                 async move { client.simple_query_raw(&sql).await }
@@ -438,7 +484,11 @@ struct ScanExec {
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn begin_scan(node: *mut pg_sys::CustomScanState, _estate: *mut pg_sys::EState, _eflags: i32) {
+unsafe extern "C-unwind" fn begin_scan(
+    node: *mut pg_sys::CustomScanState,
+    _estate: *mut pg_sys::EState,
+    _eflags: i32,
+) {
     let node = node as *mut ScanNode;
     let cscan = (*node).css.ss.ps.plan as *mut pg_sys::CustomScan;
     let relid = (*(*node).css.ss.ss_currentRelation).rd_id;
@@ -456,8 +506,15 @@ unsafe extern "C-unwind" fn begin_scan(node: *mut pg_sys::CustomScanState, _esta
         .collect();
     let (header, parts) = strings.split_first().expect("header");
     let (pins, columns) = header.split_once(' ').unwrap_or((header, ""));
-    let pins: Vec<Pin_> = pins.chars().map(|c| if c == 'e' { Pin_::Equals } else { Pin_::AnyOf }).collect();
-    let columns: Vec<i16> = columns.split(',').filter(|s| !s.is_empty()).map(|s| s.parse().expect("attnum")).collect();
+    let pins: Vec<Pin_> = pins
+        .chars()
+        .map(|c| if c == 'e' { Pin_::Equals } else { Pin_::AnyOf })
+        .collect();
+    let columns: Vec<i16> = columns
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().expect("attnum"))
+        .collect();
     let value_nodes = list_nodes((*cscan).custom_exprs);
     let values = value_nodes
         .iter()
@@ -497,7 +554,10 @@ unsafe extern "C-unwind" fn free_scan_state(arg: *mut std::ffi::c_void) {
 }
 
 /// Evaluates an expression of the running plan.
-pub unsafe fn evaluate(state: *mut pg_sys::ExprState, econtext: *mut pg_sys::ExprContext) -> (pg_sys::Datum, bool) {
+pub unsafe fn evaluate(
+    state: *mut pg_sys::ExprState,
+    econtext: *mut pg_sys::ExprContext,
+) -> (pg_sys::Datum, bool) {
     let mut is_null = false;
     let eval = (*state).evalfunc.expect("initialised expression");
     let datum = eval(state, econtext, &mut is_null);
@@ -551,7 +611,12 @@ pub unsafe fn render_values(
         .zip(nodes)
         .map(|(state, node)| {
             let (datum, is_null) = evaluate(*state, econtext);
-            deparse::literal(datum, is_null, pg_sys::exprType(*node), pg_sys::exprTypmod(*node))
+            deparse::literal(
+                datum,
+                is_null,
+                pg_sys::exprType(*node),
+                pg_sys::exprTypmod(*node),
+            )
         })
         .collect()
 }
@@ -582,7 +647,11 @@ pub unsafe fn pruned_shards(
             };
             for hash in hashes {
                 let shard = table.shard_for_hash(hash);
-                let i = table.shards.iter().position(|s| s.id == shard.id).expect("own shard");
+                let i = table
+                    .shards
+                    .iter()
+                    .position(|s| s.id == shard.id)
+                    .expect("own shard");
                 pinned[i] = true;
             }
         }
@@ -594,14 +663,26 @@ pub unsafe fn pruned_shards(
 }
 
 /// The non-null elements of an array datum (NULL elements never equal a key).
-pub unsafe fn array_elements(array: pg_sys::Datum, element_type: pg_sys::Oid) -> Vec<pg_sys::Datum> {
+pub unsafe fn array_elements(
+    array: pg_sys::Datum,
+    element_type: pg_sys::Oid,
+) -> Vec<pg_sys::Datum> {
     let array = pg_sys::pg_detoast_datum(array.cast_mut_ptr()) as *mut pg_sys::ArrayType;
     let (mut len, mut byval, mut align) = (0i16, false, 0 as c_char);
     pg_sys::get_typlenbyvalalign(element_type, &mut len, &mut byval, &mut align);
     let mut values: *mut pg_sys::Datum = std::ptr::null_mut();
     let mut nulls: *mut bool = std::ptr::null_mut();
     let mut count = 0;
-    pg_sys::deconstruct_array(array, element_type, len as i32, byval, align, &mut values, &mut nulls, &mut count);
+    pg_sys::deconstruct_array(
+        array,
+        element_type,
+        len as i32,
+        byval,
+        align,
+        &mut values,
+        &mut nulls,
+        &mut count,
+    );
     (0..count as usize)
         .filter(|&i| !*nulls.add(i))
         .map(|i| *values.add(i))
@@ -609,7 +690,9 @@ pub unsafe fn array_elements(array: pg_sys::Datum, element_type: pg_sys::Oid) ->
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn exec_scan(node: *mut pg_sys::CustomScanState) -> *mut pg_sys::TupleTableSlot {
+unsafe extern "C-unwind" fn exec_scan(
+    node: *mut pg_sys::CustomScanState,
+) -> *mut pg_sys::TupleTableSlot {
     pg_sys::ExecScan(&mut (*node).ss, Some(next_row), Some(recheck_row))
 }
 
@@ -644,7 +727,10 @@ unsafe extern "C-unwind" fn next_row(ss: *mut pg_sys::ScanState) -> *mut pg_sys:
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn recheck_row(_ss: *mut pg_sys::ScanState, _slot: *mut pg_sys::TupleTableSlot) -> bool {
+unsafe extern "C-unwind" fn recheck_row(
+    _ss: *mut pg_sys::ScanState,
+    _slot: *mut pg_sys::TupleTableSlot,
+) -> bool {
     true
 }
 
@@ -678,12 +764,17 @@ unsafe extern "C-unwind" fn explain_scan(
     es: *mut pg_sys::ExplainState,
 ) {
     let node = node as *mut ScanNode;
-    let Some(state) = (*node).state.as_mut() else { return };
+    let Some(state) = (*node).state.as_mut() else {
+        return;
+    };
     let ran: &[Task] = match &state.rows {
         Some(rows) => &rows.tasks,
         None => &state.finished,
     };
-    let all_constant = state.value_nodes.iter().all(|n| (**n).type_ == pg_sys::NodeTag::T_Const);
+    let all_constant = state
+        .value_nodes
+        .iter()
+        .all(|n| (**n).type_ == pg_sys::NodeTag::T_Const);
     let planned;
     let tasks: &[Task] = if !ran.is_empty() || (*es).analyze {
         ran
@@ -705,15 +796,29 @@ unsafe extern "C-unwind" fn explain_scan(
             &format!("{shards} (pruned when the statement runs)"),
         );
         let template = Sql::render(&state.parts, |i| format!("${{{}}}", i + 1));
-        property("Remote Filter", if template.is_empty() { "(none)" } else { template.trim_start() });
+        property(
+            "Remote Filter",
+            if template.is_empty() {
+                "(none)"
+            } else {
+                template.trim_start()
+            },
+        );
         return;
     }
     property("Shards", &format!("{} of {shards}", tasks.len()));
-    let show = if (*es).verbose { tasks.len() } else { tasks.len().min(1) };
+    let show = if (*es).verbose {
+        tasks.len()
+    } else {
+        tasks.len().min(1)
+    };
     for task in &tasks[..show] {
         property(
             "Task",
-            &format!("shard {} on worker {}", task.shard.id, task.shard.worker.name),
+            &format!(
+                "shard {} on worker {}",
+                task.shard.id, task.shard.worker.name
+            ),
         );
         property("Remote SQL", &task.sql);
         if (*es).analyze {

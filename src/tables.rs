@@ -84,7 +84,10 @@ fn shard_table(
             if !(1..=guc::MAX_SHARD_COUNT).contains(&count) {
                 PgShardError::new(
                     PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                    format!("shard_count must be between 1 and {}, not {count}", guc::MAX_SHARD_COUNT),
+                    format!(
+                        "shard_count must be between 1 and {}, not {count}",
+                        guc::MAX_SHARD_COUNT
+                    ),
                 )
                 .hint("A few shards per worker is usual; they can be split later.")
                 .raise()
@@ -148,7 +151,8 @@ fn unshard_table(rel: PgRelation) {
     unsafe { pg_sys::LockRelationOid(oid, pg_sys::AccessExclusiveLock as i32) };
     let table = describe(oid);
     table.check_owner();
-    let sharded = metadata::sharded_table(oid).unwrap_or_else(|| raise_not_sharded(&table.qualified));
+    let sharded =
+        metadata::sharded_table(oid).unwrap_or_else(|| raise_not_sharded(&table.qualified));
     {
         let _superuser = AsSuperuser::enter();
         Spi::run_with_args(
@@ -179,8 +183,8 @@ fn shard_for(
     key: AnyElement,
 ) -> TableIterator<'static, (name!(shard_id, i64), name!(worker, String))> {
     let oid = rel.oid();
-    let sharded = metadata::sharded_table(oid)
-        .unwrap_or_else(|| raise_not_sharded(&relation_name(oid)));
+    let sharded =
+        metadata::sharded_table(oid).unwrap_or_else(|| raise_not_sharded(&relation_name(oid)));
     let family = crate::hashing::key_family(key.oid());
     if family != sharded.key_family {
         PgShardError::new(
@@ -216,7 +220,11 @@ fn shard_sizes() -> TableIterator<
 > {
     let tables: Vec<Rc<ShardedTable>> = Spi::connect(|client| {
         client
-            .select("SELECT table_oid::oid FROM pgshard.sharded_table", None, &[])?
+            .select(
+                "SELECT table_oid::oid FROM pgshard.sharded_table",
+                None,
+                &[],
+            )?
             .into_iter()
             .map(|row| row.get::<pg_sys::Oid>(1).map(|o| o.expect("NOT NULL")))
             .collect::<Result<Vec<_>, _>>()
@@ -251,7 +259,10 @@ fn shard_sizes() -> TableIterator<
             (i, conn.with_begin(&sql))
         })
         .collect();
-    let tokens: Vec<_> = connections.iter().map(|c| c.client.cancel_token()).collect();
+    let tokens: Vec<_> = connections
+        .iter()
+        .map(|c| c.client.cancel_token())
+        .collect();
     let runs = queries
         .iter()
         .map(|(i, sql)| connections[*i].client.simple_query(sql));
@@ -261,7 +272,10 @@ fn shard_sizes() -> TableIterator<
         for message in result {
             if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
                 let parse = |i| row.get(i).and_then(|v: &str| v.parse::<i64>().ok());
-                sizes.insert(row.get(0).unwrap_or_default().to_string(), (parse(1), parse(2)));
+                sizes.insert(
+                    row.get(0).unwrap_or_default().to_string(),
+                    (parse(1), parse(2)),
+                );
             }
         }
     }
@@ -355,8 +369,12 @@ impl TableInfo {
     fn check_shardable(&self, _key: &str) {
         let q = &self.qualified;
         // SAFETY: plain catalog lookups.
-        let (kind, persistence) =
-            unsafe { (pg_sys::get_rel_relkind(self.oid) as u8, pg_sys::get_rel_persistence(self.oid) as u8) };
+        let (kind, persistence) = unsafe {
+            (
+                pg_sys::get_rel_relkind(self.oid) as u8,
+                pg_sys::get_rel_persistence(self.oid) as u8,
+            )
+        };
         match kind {
             b'r' => {}
             b'p' => refuse(
@@ -373,7 +391,7 @@ impl TableInfo {
         if persistence == b't' {
             refuse(
                 PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-                format!("cannot shard temporary table {q}"),
+                format!("cannot shard temporary table {}", quote_ident(&self.name)),
                 "Temporary tables live in one session; shard a permanent table.",
             );
         }
@@ -439,7 +457,9 @@ impl TableInfo {
         ) {
             refuse(
                 PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-                format!("cannot shard table {q}: trigger \"{trigger}\" would not fire on sharded rows"),
+                format!(
+                    "cannot shard table {q}: trigger \"{trigger}\" would not fire on sharded rows"
+                ),
                 "Drop the trigger first; triggers on sharded tables are not supported.",
             );
         }
@@ -452,7 +472,9 @@ impl TableInfo {
         if policies {
             refuse(
                 PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-                format!("cannot shard table {q}: row level security is not supported on sharded tables"),
+                format!(
+                    "cannot shard table {q}: row level security is not supported on sharded tables"
+                ),
                 "Disable row level security on the table first.",
             );
         }
@@ -473,7 +495,10 @@ impl TableInfo {
             },
             Ok(_) | Err(pgrx::spi::SpiError::InvalidPosition) => refuse(
                 PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
-                format!("column \"{key}\" of table {} does not exist", self.qualified),
+                format!(
+                    "column \"{key}\" of table {} does not exist",
+                    self.qualified
+                ),
                 "The shard key must be one of the table's columns, named exactly (case matters).",
             ),
             Err(e) => spi_failed("could not inspect the table", e),
@@ -606,7 +631,10 @@ impl TableInfo {
             .unwrap_or_else(|| {
                 refuse(
                     PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-                    format!("cannot copy index {index} of {} to the shards: {definition}", self.qualified),
+                    format!(
+                        "cannot copy index {index} of {} to the shards: {definition}",
+                        self.qualified
+                    ),
                     "Drop the index, shard the table, and create the index again.",
                 )
             });
@@ -694,7 +722,10 @@ fn all_workers() -> Vec<Worker> {
 fn create_shard_tables(table: &TableInfo, shards: &[Shard]) {
     let ddl: Vec<String> = shards.iter().map(|s| table.shard_ddl(s)).collect();
     run_on_shard_workers(shards, |shard| {
-        let i = shards.iter().position(|s| s.id == shard.id).expect("shard listed");
+        let i = shards
+            .iter()
+            .position(|s| s.id == shard.id)
+            .expect("shard listed");
         ddl[i].clone()
     });
 }
@@ -720,7 +751,10 @@ fn run_on_shard_workers(shards: &[Shard], statement: impl Fn(&Shard) -> String) 
             conn.with_begin(&body)
         })
         .collect();
-    let tokens: Vec<_> = connections.iter().map(|c| c.client.cancel_token()).collect();
+    let tokens: Vec<_> = connections
+        .iter()
+        .map(|c| c.client.cancel_token())
+        .collect();
     let runs = connections
         .iter()
         .zip(&scripts)
@@ -757,15 +791,17 @@ fn move_rows_into_shards(table: &TableInfo, sharded: &ShardedTable) {
         let live: Vec<usize> = (0..(*desc).natts as usize)
             .filter(|&i| !encoder.is_dropped(i))
             .collect();
-        while pg_sys::table_scan_getnextslot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot) {
+        while pg_sys::table_scan_getnextslot(
+            scan,
+            pg_sys::ScanDirection::ForwardScanDirection,
+            slot,
+        ) {
             pgrx::check_for_interrupts!();
             let previous = pg_sys::MemoryContextSwitchTo(row_context);
             pg_sys::slot_getallattrs(slot);
-            let hash = crate::hashing::hash_datum(*(*slot).tts_values.add(key_index), sharded.key_type);
-            let values: Vec<Option<String>> = live
-                .iter()
-                .map(|&i| encoder.text(slot, i))
-                .collect();
+            let hash =
+                crate::hashing::hash_datum(*(*slot).tts_values.add(key_index), sharded.key_type);
+            let values: Vec<Option<String>> = live.iter().map(|&i| encoder.text(slot, i)).collect();
             pg_sys::MemoryContextSwitchTo(previous);
             pg_sys::MemoryContextReset(row_context);
             copy.push(hash, &values);
@@ -797,8 +833,9 @@ fn copy_shard_back(table: &TableInfo, columns: &str, shard: &Shard) {
     let conn = xact::connection(&shard.worker, Access::Write);
     let sql = conn.with_begin(&format!("SELECT {columns} FROM {}", shard.relation));
     let token = [conn.client.cancel_token()];
-    let stream = remote::wait(conn.client.simple_query_raw(&sql), &token)
-        .unwrap_or_else(|e| remote::query_error(&e).raise_for(&shard.worker.name, "read shards from"));
+    let stream = remote::wait(conn.client.simple_query_raw(&sql), &token).unwrap_or_else(|e| {
+        remote::query_error(&e).raise_for(&shard.worker.name, "read shards from")
+    });
     let mut stream = std::pin::pin!(stream);
     let mut batch: Vec<String> = Vec::new();
     let insert = |batch: &mut Vec<String>| {
@@ -817,7 +854,9 @@ fn copy_shard_back(table: &TableInfo, columns: &str, shard: &Shard) {
         let next = remote::wait(stream.next(), &token);
         match next {
             None => break,
-            Some(Err(e)) => remote::query_error(&e).raise_for(&shard.worker.name, "read shards from"),
+            Some(Err(e)) => {
+                remote::query_error(&e).raise_for(&shard.worker.name, "read shards from")
+            }
             Some(Ok(tokio_postgres::SimpleQueryMessage::Row(row))) => {
                 let values: Vec<String> = (0..types.len())
                     .map(|i| match row.get(i) {

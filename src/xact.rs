@@ -217,7 +217,9 @@ fn pre_commit() {
         return;
     }
     let tokens: Vec<_> = work.iter().map(|(c, ..)| c.cancel_token()).collect();
-    let runs = work.iter().map(|(client, _, statement, _)| client.simple_query(statement));
+    let runs = work
+        .iter()
+        .map(|(client, _, statement, _)| client.simple_query(statement));
     let results = remote::wait(join_all(runs), &tokens);
     // Record what got prepared or committed before raising, so that the abort that follows
     // rolls back exactly what is still open.
@@ -231,7 +233,9 @@ fn pre_commit() {
                 .expect("worker in OPEN");
             match result {
                 Ok(_) if *prepares => {
-                    t.prepared = Some(statement["PREPARE TRANSACTION '".len()..statement.len() - 1].to_string())
+                    t.prepared = Some(
+                        statement["PREPARE TRANSACTION '".len()..statement.len() - 1].to_string(),
+                    )
                 }
                 Ok(_) => t.began = false,
                 Err(e) => {

@@ -1,0 +1,101 @@
+--
+-- shard_table: metadata, shard tables on the workers, rows moved, and errors that leave
+-- everything as it was.
+--
+\set shard_tables 'SELECT w.worker, w.result FROM pgshard.run_command_on_workers($$SELECT coalesce(string_agg(relname, '','' ORDER BY relname), ''none'') FROM pg_class WHERE relkind = ''r'' AND relname ~ ''^(t_user|t_order|bad|part|tmp)_[0-9]+$''$$) w ORDER BY 1'
+CREATE TABLE t_user (user_id bigint PRIMARY KEY, name text NOT NULL CHECK (name <> ''), tel text, joined date DEFAULT current_date);
+CREATE INDEX t_user_name_idx ON t_user (lower(name)) WHERE tel IS NOT NULL;
+INSERT INTO t_user SELECT g, 'user ' || g, CASE WHEN g % 4 = 0 THEN NULL ELSE '+1-555-' || g END, date '2024-01-01' + g
+FROM generate_series(1, 200) g;
+
+-- Errors, each leaving no metadata and no shard table behind.
+SELECT pgshard.shard_table('t_user', 'nope');
+SELECT pgshard.shard_table('t_user', 'user_id', shard_count => 0);
+SELECT pgshard.shard_table('t_user', 'user_id', colocate_with => 'pg_class');
+CREATE TABLE bad (id float8 PRIMARY KEY);
+SELECT pgshard.shard_table('bad', 'id');
+DROP TABLE bad;
+CREATE TABLE bad (id int, other int PRIMARY KEY);
+SELECT pgshard.shard_table('bad', 'id');
+DROP TABLE bad;
+CREATE TABLE bad (id int, other int UNIQUE);
+SELECT pgshard.shard_table('bad', 'id');
+DROP TABLE bad;
+CREATE TABLE bad (id int, note text);
+INSERT INTO bad VALUES (1, 'a'), (NULL, 'b');
+SELECT pgshard.shard_table('bad', 'id');
+DROP TABLE bad;
+CREATE TABLE part (id int) PARTITION BY HASH (id);
+SELECT pgshard.shard_table('part', 'id');
+DROP TABLE part;
+CREATE TEMP TABLE tmp (id int);
+SELECT pgshard.shard_table('tmp', 'id');
+CREATE TABLE bad (id int PRIMARY KEY);
+CREATE TABLE bad_child (id int REFERENCES bad);
+SELECT pgshard.shard_table('bad', 'id');
+DROP TABLE bad_child, bad;
+CREATE ROLE regress_not_owner;
+GRANT USAGE ON SCHEMA pgshard TO regress_not_owner;
+SET ROLE regress_not_owner;
+SELECT pgshard.shard_table('t_user', 'user_id');
+RESET ROLE;
+REVOKE USAGE ON SCHEMA pgshard FROM regress_not_owner;
+DROP ROLE regress_not_owner;
+BEGIN;
+DELETE FROM pgshard.worker;
+SELECT pgshard.shard_table('t_user', 'user_id');
+ROLLBACK;
+-- A failure on a worker (the shard table's name is taken there) also leaves nothing behind.
+SELECT success FROM pgshard.run_command_on_workers('CREATE TABLE public.t_user_100001 (x int)');
+SELECT pgshard.shard_table('t_user', 'user_id', shard_count => 4);
+SELECT success FROM pgshard.run_command_on_workers('DROP TABLE IF EXISTS public.t_user_100001');
+SELECT count(*) AS metadata_rows FROM pgshard.sharded_table;
+:shard_tables;
+SELECT count(*) FROM t_user;
+
+-- Success.
+SELECT setval('pgshard.shard_shard_id_seq', 100001, false);
+SELECT pgshard.shard_table('t_user', 'user_id', shard_count => 4);
+SELECT pgshard.shard_table('t_user', 'user_id');
+SELECT * FROM pgshard.tables;
+SELECT shard_id, table_name, hash_min, hash_max, worker, shard_name, bytes > 0 AS has_bytes FROM pgshard.shards;
+\d t_user
+SELECT count(*) AS local_rows FROM ONLY t_user WHERE false;
+SELECT relpages = 0 AND pg_relation_size('t_user') = 0 AS coordinator_table_empty FROM pg_class WHERE relname = 't_user';
+:shard_tables;
+SELECT worker, result FROM pgshard.run_command_on_workers($$SELECT string_agg(indexdef, E'\n' ORDER BY indexdef) FROM pg_indexes WHERE tablename = 't_user_100001' OR tablename = 't_user_100002'$$) ORDER BY 1;
+SELECT worker, result FROM pgshard.run_command_on_workers($$SELECT string_agg(conname || ': ' || pg_get_constraintdef(oid), E'\n' ORDER BY conname) FROM pg_constraint WHERE conrelid::regclass::text IN ('t_user_100001', 't_user_100002')$$) ORDER BY 1;
+-- Physical check: read every shard table's keys on its worker; each key must be on the shard
+-- that shard_for names, and every row must be somewhere.
+SELECT s.shard_id, s.worker, count(*) AS keys,
+       count(*) FILTER (WHERE (SELECT f.shard_id FROM pgshard.shard_for('t_user', k::bigint) f) <> s.shard_id) AS misplaced
+FROM pgshard.shards s,
+LATERAL pgshard.run_command_on_workers(format('SELECT string_agg(user_id::text, '','') FROM %s', s.shard_name)) w,
+LATERAL unnest(string_to_array(w.result, ',')) k
+WHERE s.table_name = 't_user'::regclass AND w.worker = s.worker
+GROUP BY 1, 2 ORDER BY 1;
+SELECT * FROM pgshard.shard_for('t_user', 1);
+SELECT * FROM pgshard.shard_for('t_user', 1::int2);
+SELECT * FROM pgshard.shard_for('t_user', 'one'::text);
+SELECT * FROM pgshard.shard_for('pg_class', 1);
+
+-- Co-location.
+CREATE TABLE t_order (order_id bigint, user_id int NOT NULL, total numeric, PRIMARY KEY (user_id, order_id));
+SELECT pgshard.shard_table('t_order', 'user_id', colocate_with => 't_user');
+SELECT table_name, shard_count, colocation_id FROM pgshard.tables ORDER BY 1;
+SELECT a.hash_min = b.hash_min AND a.worker = b.worker AS same_place, count(*)
+FROM pgshard.shards a JOIN pgshard.shards b ON a.hash_min = b.hash_min
+WHERE a.table_name = 't_user'::regclass AND b.table_name = 't_order'::regclass GROUP BY 1;
+CREATE TABLE bad (id text PRIMARY KEY);
+SELECT pgshard.shard_table('bad', 'id', colocate_with => 't_user');
+SELECT pgshard.shard_table('bad', 'id', shard_count => 3, colocate_with => 't_order');
+DROP TABLE bad;
+
+-- unshard_table brings the rows home and drops the shards.
+SELECT pgshard.unshard_table('t_order');
+SELECT pgshard.unshard_table('t_order');
+SELECT pgshard.unshard_table('t_user');
+SELECT count(*), sum(user_id), count(tel), min(joined), max(joined) FROM t_user;
+SELECT * FROM pgshard.tables;
+:shard_tables;
+DROP TABLE t_user, t_order;
