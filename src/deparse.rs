@@ -450,6 +450,19 @@ pub unsafe fn list_pointers(list: *mut pg_sys::List) -> Vec<*mut c_void> {
         .collect()
 }
 
+/// The members of an integer List.
+///
+/// # Safety
+/// `list` must be NULL or a valid integer List.
+pub unsafe fn list_ints(list: *mut pg_sys::List) -> Vec<u32> {
+    if list.is_null() {
+        return Vec::new();
+    }
+    (0..(*list).length as usize)
+        .map(|i| (*(*list).elements.add(i)).int_value as u32)
+        .collect()
+}
+
 /// Builds a List of pointers.
 ///
 /// # Safety

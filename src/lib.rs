@@ -9,6 +9,7 @@ use pgrx::prelude::*;
 
 mod deparse;
 mod error;
+mod execution;
 mod guc;
 mod hashing;
 mod metadata;

@@ -87,12 +87,16 @@ pub struct Shard {
 }
 
 impl ShardedTable {
+    /// The index in `shards` of the shard that holds rows whose key hashes to `hash`.
+    /// (Runs for every routed row: a binary search, nothing allocated.)
+    pub fn shard_index_for_hash(&self, hash: i64) -> usize {
+        pgshard_core::hashing::range_index_by(&self.shards, |s| s.range, hash)
+            .expect("the shards of a table cover the whole hash space")
+    }
+
     /// The shard that holds rows whose key hashes to `hash`.
     pub fn shard_for_hash(&self, hash: i64) -> &Shard {
-        let ranges: Vec<HashRange> = self.shards.iter().map(|s| s.range).collect();
-        let index = pgshard_core::hashing::range_index(&ranges, hash)
-            .expect("the shards of a table cover the whole hash space");
-        &self.shards[index]
+        &self.shards[self.shard_index_for_hash(hash)]
     }
 }
 
@@ -234,6 +238,21 @@ pub fn placements_on_worker(worker_id: i32) -> i64 {
     .unwrap_or(0)
 }
 
+/// Every sharded table, in oid order.
+pub fn sharded_table_oids() -> Vec<pg_sys::Oid> {
+    if ensure_loaded().is_none() {
+        return Vec::new();
+    }
+    let mut oids: Vec<pg_sys::Oid> = SNAPSHOT.with(|s| {
+        s.borrow()
+            .as_ref()
+            .map(|snapshot| snapshot.sharded.iter().copied().collect())
+            .unwrap_or_default()
+    });
+    oids.sort_by_key(|oid| oid.to_u32());
+    oids
+}
+
 /// The sharded table `oid` with its shards, or `None` when it is not sharded.
 pub fn sharded_table(oid: pg_sys::Oid) -> Option<Rc<ShardedTable>> {
     first_sharded([oid])?;
@@ -265,8 +284,7 @@ fn load_table(oid: pg_sys::Oid) -> ShardedTable {
         let key = std::ffi::CString::new(key_name.as_str()).expect("no NUL in a name");
         let attnum = pg_sys::get_attnum(oid, key.as_ptr());
         let key_type = pg_sys::get_atttype(oid, attnum);
-        let schema = cstr(pg_sys::get_namespace_name(pg_sys::get_rel_namespace(oid)));
-        let name = cstr(pg_sys::get_rel_name(oid));
+        let (schema, name) = schema_and_name(oid);
         (attnum, key_type, schema, name)
     };
     let shards = Spi::connect(|client| {
@@ -317,6 +335,30 @@ pub fn shard_relation(schema: &str, table: &str, shard_id: i64) -> String {
         quote_ident(schema),
         quote_ident(&pgshard_core::layout::shard_relation_name(table, shard_id))
     )
+}
+
+/// A relation's schema and name, unquoted (empty for a relation that does not exist).
+pub fn schema_and_name(oid: pg_sys::Oid) -> (String, String) {
+    // SAFETY: catalog lookups; both return NULL for a relation that does not exist.
+    unsafe {
+        (
+            cstr(pg_sys::get_namespace_name(pg_sys::get_rel_namespace(oid))),
+            cstr(pg_sys::get_rel_name(oid)),
+        )
+    }
+}
+
+/// A relation's schema-qualified, quoted name, as PostgreSQL prints it in messages.
+pub fn qualified_name(oid: pg_sys::Oid) -> String {
+    // SAFETY: catalog lookups; both return NULL for a relation that does not exist.
+    unsafe {
+        let name = pg_sys::get_rel_name(oid);
+        let namespace = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(oid));
+        if name.is_null() || namespace.is_null() {
+            return format!("with oid {}", oid.to_u32());
+        }
+        cstr(pg_sys::quote_qualified_identifier(namespace, name))
+    }
 }
 
 /// An identifier quoted the way PostgreSQL quotes it (only when needed).

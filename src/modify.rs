@@ -10,19 +10,23 @@
 //! worker can evaluate (with parameters and stable functions computed on the coordinator first).
 
 use std::collections::VecDeque;
-use std::ffi::CString;
 
 use futures_util::future::join_all;
 use pgrx::prelude::*;
 use tokio_postgres::SimpleQueryMessage;
 
-use crate::deparse::{list_nodes, list_pointers, make_list, Deparser, Sql};
+use crate::deparse::{list_ints, list_nodes, list_pointers, make_list, Deparser, Sql};
 use crate::error::PgShardError;
+use crate::execution::{
+    column_decoder, column_names, decode_columns, decode_pins, drop_with_memory_context,
+    encode_columns, encode_pins, explain_text, init_expressions, list_to_strings, store_text_row,
+    strings_to_list, workers_of, KeyPin,
+};
 use crate::metadata::{self, cstr, quote_ident, ShardedTable};
 use crate::planner::refuse_sharded;
 use crate::remote;
 use crate::rows::{TextDecoder, TextEncoder};
-use crate::scan::{self, Methods, Pin_};
+use crate::scan::{self, Methods};
 use crate::xact::{self, Access};
 
 static MODIFY_METHODS: Methods<pg_sys::CustomScanMethods> = Methods(pg_sys::CustomScanMethods {
@@ -82,7 +86,7 @@ pub unsafe fn sharded_target(parse: *mut pg_sys::Query) -> Option<(u32, pg_sys::
 /// `[kind, key pins, columns, parts…]`, with custom_exprs holding the holes then the pins.
 struct Private {
     kind: String,
-    pins: Vec<Pin_>,
+    pins: Vec<KeyPin>,
     /// Live columns, in attribute order.
     columns: Vec<i16>,
     parts: Vec<String>,
@@ -91,23 +95,11 @@ struct Private {
 unsafe fn store(cscan: *mut pg_sys::CustomScan, private: &Private, values: Vec<*mut pg_sys::Node>) {
     let header = [
         private.kind.clone(),
-        private
-            .pins
-            .iter()
-            .map(|p| if *p == Pin_::Equals { 'e' } else { 'a' })
-            .collect(),
-        private
-            .columns
-            .iter()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-            .join(","),
+        encode_pins(private.pins.iter().copied()),
+        encode_columns(&private.columns),
     ];
-    let strings = header
-        .into_iter()
-        .chain(private.parts.iter().cloned())
-        .map(|s| pg_sys::makeString(CString::new(s).expect("no NUL in SQL").into_raw()));
-    (*cscan).custom_private = make_list(strings);
+    (*cscan).custom_private =
+        strings_to_list(header.into_iter().chain(private.parts.iter().cloned()));
     for value in &values {
         pg_sys::fix_opfuncids(*value);
     }
@@ -115,21 +107,11 @@ unsafe fn store(cscan: *mut pg_sys::CustomScan, private: &Private, values: Vec<*
 }
 
 unsafe fn load(cscan: *mut pg_sys::CustomScan) -> Private {
-    let strings: Vec<String> = list_pointers((*cscan).custom_private)
-        .into_iter()
-        .map(|s| cstr((*(s as *mut pg_sys::String)).sval))
-        .collect();
+    let strings = list_to_strings((*cscan).custom_private);
     Private {
         kind: strings[0].clone(),
-        pins: strings[1]
-            .chars()
-            .map(|c| if c == 'e' { Pin_::Equals } else { Pin_::AnyOf })
-            .collect(),
-        columns: strings[2]
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(|s| s.parse().expect("attnum"))
-            .collect(),
+        pins: decode_pins(&strings[1]),
+        columns: decode_columns(&strings[2]),
         parts: strings[3..].to_vec(),
     }
 }
@@ -145,26 +127,8 @@ unsafe fn live_columns(relid: pg_sys::Oid) -> Vec<i16> {
     columns
 }
 
-fn column_names(relid: pg_sys::Oid, columns: &[i16]) -> String {
-    columns
-        .iter()
-        // SAFETY: attribute names of a live column of a relation in use.
-        .map(|&a| quote_ident(&cstr(unsafe { pg_sys::get_attname(relid, a, false) })))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 fn unsupported(table: pg_sys::Oid, what: &str, why: &str) -> ! {
-    // SAFETY: catalog lookups for the message.
-    let name = unsafe {
-        format!(
-            "{}.{}",
-            quote_ident(&cstr(pg_sys::get_namespace_name(
-                pg_sys::get_rel_namespace(table)
-            ))),
-            quote_ident(&cstr(pg_sys::get_rel_name(table)))
-        )
-    };
+    let name = metadata::qualified_name(table);
     PgShardError::new(
         PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
         format!("{what} is not supported on sharded table {name} yet"),
@@ -236,30 +200,12 @@ pub unsafe fn on_conflict_sql(parse: *mut pg_sys::Query, rti: u32, relid: pg_sys
         return sql;
     }
     sql.push(" DO UPDATE SET ");
-    for (i, entry) in list_pointers((*conflict).onConflictSet)
-        .into_iter()
-        .enumerate()
-    {
-        let entry = entry as *mut pg_sys::TargetEntry;
-        if (*entry).resjunk {
-            continue;
-        }
-        if (*entry).resno == table.key_attnum {
-            fail("ON CONFLICT DO UPDATE cannot change the shard key.");
-        }
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.push(&quote_ident(&cstr(pg_sys::get_attname(
-            relid,
-            (*entry).resno,
-            false,
-        ))));
-        sql.push(" = ");
-        match deparser.deparse((*entry).expr as *mut pg_sys::Node) {
-            Some(part) => sql.append(part),
-            None => fail("Its SET uses an expression that cannot run on the workers."),
-        }
+    let set = assignments(&deparser, (*conflict).onConflictSet, &table, || {
+        fail("ON CONFLICT DO UPDATE cannot change the shard key.")
+    });
+    match set {
+        Some(part) => sql.append(part),
+        None => fail("Its SET uses an expression that cannot run on the workers."),
     }
     if !(*conflict).onConflictWhere.is_null() {
         sql.push(" WHERE ");
@@ -271,6 +217,39 @@ pub unsafe fn on_conflict_sql(parse: *mut pg_sys::Query, rti: u32, relid: pg_sys
     sql
 }
 
+/// `col = expr, …` for the assignments of a target list (UPDATE's SET, ON CONFLICT DO
+/// UPDATE's SET); `None` when an expression cannot run on the workers. Assigning the shard key
+/// calls `key_assigned`, which raises.
+unsafe fn assignments(
+    deparser: &Deparser,
+    target_list: *mut pg_sys::List,
+    table: &ShardedTable,
+    key_assigned: impl Fn(),
+) -> Option<Sql> {
+    let mut sql = Sql::default();
+    let entries = list_pointers(target_list)
+        .into_iter()
+        .map(|entry| entry as *mut pg_sys::TargetEntry)
+        .filter(|entry| !(**entry).resjunk);
+    for (i, entry) in entries.enumerate() {
+        if (*entry).resno == table.key_attnum {
+            key_assigned();
+            unreachable!("key_assigned raises");
+        }
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.push(&quote_ident(&cstr(pg_sys::get_attname(
+            table.oid,
+            (*entry).resno,
+            false,
+        ))));
+        sql.push(" = ");
+        sql.append(deparser.deparse((*entry).expr as *mut pg_sys::Node)?);
+    }
+    Some(sql)
+}
+
 /// Replaces the ModifyTable at the top of a planned INSERT by the pgshard insert node.
 pub unsafe fn route_insert(planned: *mut pg_sys::PlannedStmt, relid: pg_sys::Oid, conflict: Sql) {
     let top = (*planned).planTree;
@@ -278,7 +257,7 @@ pub unsafe fn route_insert(planned: *mut pg_sys::PlannedStmt, relid: pg_sys::Oid
         refuse_sharded(relid, "this INSERT");
     }
     let modify = top as *mut pg_sys::ModifyTable;
-    let rti = list_ints_first((*modify).resultRelations);
+    let rti = list_ints((*modify).resultRelations)[0];
     let cscan =
         pg_sys::palloc0(std::mem::size_of::<pg_sys::CustomScan>()) as *mut pg_sys::CustomScan;
     (*cscan).scan.plan = (*modify).plan;
@@ -302,10 +281,6 @@ pub unsafe fn route_insert(planned: *mut pg_sys::PlannedStmt, relid: pg_sys::Oid
     };
     store(cscan, &private, conflict.values);
     (*planned).planTree = cscan as *mut pg_sys::Plan;
-}
-
-unsafe fn list_ints_first(list: *mut pg_sys::List) -> u32 {
-    (*(*list).elements).int_value as u32
 }
 
 /// Plans an UPDATE or DELETE on a sharded table as one statement per shard.
@@ -337,35 +312,18 @@ pub unsafe fn plan_update_delete(
     let mut sql = Sql::default();
     if command == pg_sys::CmdType::CMD_UPDATE {
         sql.push(" SET ");
-        let mut first = true;
-        for entry in list_pointers((*parse).targetList) {
-            let entry = entry as *mut pg_sys::TargetEntry;
-            if (*entry).resjunk {
-                continue;
-            }
-            if (*entry).resno == table.key_attnum {
-                PgShardError::new(
-                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-                    format!("cannot update shard key column \"{}\"", table.key_name),
-                )
-                .detail("Changing the shard key would move the row to another shard.")
-                .hint("Delete the row and insert it again with the new key.")
-                .raise()
-            }
-            if !first {
-                sql.push(", ");
-            }
-            first = false;
-            sql.push(&quote_ident(&cstr(pg_sys::get_attname(
-                relid,
-                (*entry).resno,
-                false,
-            ))));
-            sql.push(" = ");
-            match deparser.deparse((*entry).expr as *mut pg_sys::Node) {
-                Some(part) => sql.append(part),
-                None => fail("Its SET uses an expression that cannot run on the workers (a volatile or user-defined function, or another table's column)."),
-            }
+        let set = assignments(&deparser, (*parse).targetList, &table, || {
+            PgShardError::new(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!("cannot update shard key column \"{}\"", table.key_name),
+            )
+            .detail("Changing the shard key would move the row to another shard.")
+            .hint("Delete the row and insert it again with the new key.")
+            .raise()
+        });
+        match set {
+            Some(part) => sql.append(part),
+            None => fail("Its SET uses an expression that cannot run on the workers (a volatile or user-defined function, or another table's column)."),
         }
     }
     let quals = (*(*parse).jointree).quals;
@@ -468,16 +426,11 @@ unsafe extern "C-unwind" fn begin(
     let table =
         metadata::sharded_table(relid).unwrap_or_else(|| refuse_sharded(relid, "this statement"));
     let private = load(cscan);
-    let value_nodes = list_nodes((*cscan).custom_exprs);
-    let values = value_nodes
-        .iter()
-        .map(|expr| pg_sys::ExecInitExpr(*expr as *mut pg_sys::Expr, &mut (*node).css.ss.ps))
-        .collect();
-    let desc = (*(*node).css.ss.ss_currentRelation).rd_att;
-    let decoder = TextDecoder::new(private.columns.iter().map(|&attno| {
-        let attr = (*desc).attrs.as_ptr().add(attno as usize - 1);
-        ((*attr).atttypid, (*attr).atttypmod)
-    }));
+    let (values, value_nodes) = init_expressions((*cscan).custom_exprs, &mut (*node).css.ss.ps);
+    let decoder = column_decoder(
+        (*(*node).css.ss.ss_currentRelation).rd_att,
+        &private.columns,
+    );
     (*node).state = Box::into_raw(Box::new(ModifyExec {
         table,
         private,
@@ -488,19 +441,7 @@ unsafe extern "C-unwind" fn begin(
         done: false,
         sent: Vec::new(),
     }));
-    let callback = pg_sys::palloc0(std::mem::size_of::<pg_sys::MemoryContextCallback>())
-        as *mut pg_sys::MemoryContextCallback;
-    (*callback).func = Some(free_state);
-    (*callback).arg = node.cast();
-    pg_sys::MemoryContextRegisterResetCallback(pg_sys::CurrentMemoryContext, callback);
-}
-
-unsafe extern "C-unwind" fn free_state(arg: *mut std::ffi::c_void) {
-    let node = arg as *mut ModifyNode;
-    if !(*node).state.is_null() {
-        drop(Box::from_raw((*node).state));
-        (*node).state = std::ptr::null_mut();
-    }
+    drop_with_memory_context(&mut (*node).state);
 }
 
 impl ModifyExec {
@@ -539,34 +480,19 @@ impl ModifyExec {
         if statements.is_empty() {
             return;
         }
-        let mut workers: Vec<remote::Worker> = Vec::new();
-        for (i, _) in &statements {
-            let worker = &self.table.shards[*i].worker;
-            if !workers.iter().any(|w| w.id == worker.id) {
-                workers.push(worker.clone());
-            }
-        }
-        let connections = xact::connections(&workers, Access::Write);
+        let workers = workers_of(statements.iter().map(|(i, _)| &self.table.shards[*i]));
+        let mut connections = xact::connections(&workers, Access::Write);
         let tokens: Vec<_> = connections
             .iter()
             .map(|c| c.client.cancel_token())
             .collect();
-        let mut begun = vec![false; connections.len()];
         let runs: Vec<_> = statements
             .iter()
             .map(|(i, sql)| {
-                let shard = &self.table.shards[*i];
-                let c = connections
-                    .iter()
-                    .position(|c| c.worker.id == shard.worker.id)
-                    .expect("connected");
-                let sql = if begun[c] {
-                    sql.clone()
-                } else {
-                    connections[c].with_begin(sql)
-                };
-                begun[c] = true;
-                let client = std::rc::Rc::clone(&connections[c].client);
+                let connection =
+                    xact::connection_to(&mut connections, self.table.shards[*i].worker.id);
+                let sql = connection.prefixed(sql);
+                let client = std::rc::Rc::clone(&connection.client);
                 async move { client.simple_query(&sql).await }
             })
             .collect();
@@ -648,13 +574,7 @@ impl ModifyExec {
             }
             let hash =
                 crate::hashing::hash_datum(*(*slot).tts_values.add(key_index), self.table.key_type);
-            let shard = self.table.shard_for_hash(hash);
-            let index = self
-                .table
-                .shards
-                .iter()
-                .position(|s| s.id == shard.id)
-                .expect("own shard");
+            let index = self.table.shard_index_for_hash(hash);
             let values: Vec<String> = self
                 .private
                 .columns
@@ -737,22 +657,15 @@ unsafe extern "C-unwind" fn exec(
         return std::ptr::null_mut();
     };
     let slot = (*node).css.ss.ss_ScanTupleSlot;
-    pg_sys::ExecClearTuple(slot);
-    let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
-    for i in 0..natts {
-        *(*slot).tts_isnull.add(i) = true;
-        *(*slot).tts_values.add(i) = pg_sys::Datum::from(0);
-    }
     let econtext = (*node).css.ss.ps.ps_ExprContext;
     pg_sys::MemoryContextReset((*econtext).ecxt_per_tuple_memory);
-    let previous = pg_sys::MemoryContextSwitchTo((*econtext).ecxt_per_tuple_memory);
-    for (i, &attno) in state.private.columns.iter().enumerate() {
-        let (datum, is_null) = state.decoder.datum(i, row[i].as_deref());
-        *(*slot).tts_values.add(attno as usize - 1) = datum;
-        *(*slot).tts_isnull.add(attno as usize - 1) = is_null;
-    }
-    pg_sys::MemoryContextSwitchTo(previous);
-    pg_sys::ExecStoreVirtualTuple(slot);
+    store_text_row(
+        slot,
+        &state.private.columns,
+        &mut state.decoder,
+        (*econtext).ecxt_per_tuple_memory,
+        |i| row[i].as_deref(),
+    );
     (*econtext).ecxt_scantuple = slot;
     let projection = (*node).css.ss.ps.ps_ProjInfo;
     if projection.is_null() {
@@ -778,11 +691,7 @@ unsafe extern "C-unwind" fn explain(
     let Some(state) = (*node).state.as_ref() else {
         return;
     };
-    let property = |name: &str, value: &str| {
-        let name = CString::new(name).expect("no NUL");
-        let value = CString::new(value.replace('\0', "")).expect("no NUL");
-        pg_sys::ExplainPropertyText(name.as_ptr(), value.as_ptr(), es);
-    };
+    let property = |name: &str, value: &str| explain_text(es, name, value);
     property(
         "Operation",
         &state.private.kind.replace("-returning", " … RETURNING"),

@@ -9,7 +9,7 @@ use std::ffi::c_char;
 
 use pgrx::prelude::*;
 
-use crate::deparse::list_pointers;
+use crate::deparse::{list_ints, list_pointers};
 use crate::error::PgShardError;
 use crate::metadata;
 use crate::modify;
@@ -134,16 +134,6 @@ unsafe fn check_plan_node(
     }
 }
 
-/// The members of an integer List.
-unsafe fn list_ints(list: *mut pg_sys::List) -> Vec<u32> {
-    if list.is_null() {
-        return Vec::new();
-    }
-    (0..(*list).length as usize)
-        .map(|i| (*(*list).elements.add(i)).int_value as u32)
-        .collect()
-}
-
 /// The child plans of a plan node.
 unsafe fn children(plan: *mut pg_sys::Plan) -> Vec<*mut pg_sys::Plan> {
     use pg_sys::NodeTag::*;
@@ -174,7 +164,7 @@ pub fn refuse_sharded(table: pg_sys::Oid, what: &str) -> ! {
         PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
         format!(
             "{what} is not supported on sharded table {} yet",
-            relation_name(table)
+            metadata::qualified_name(table)
         ),
     )
     .hint(if what == "DROP TABLE" {
@@ -183,19 +173,4 @@ pub fn refuse_sharded(table: pg_sys::Oid, what: &str) -> ! {
         "See docs/routing.md for what pgshard routes to the shards."
     })
     .raise()
-}
-
-fn relation_name(oid: pg_sys::Oid) -> String {
-    // SAFETY: catalog lookups for a relation named by a plan or lookup in this transaction.
-    unsafe {
-        let namespace = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(oid));
-        let name = pg_sys::get_rel_name(oid);
-        if name.is_null() || namespace.is_null() {
-            return format!("with oid {}", oid.to_u32());
-        }
-        let qualified = pg_sys::quote_qualified_identifier(namespace, name);
-        std::ffi::CStr::from_ptr(qualified)
-            .to_string_lossy()
-            .into_owned()
-    }
 }

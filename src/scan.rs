@@ -14,7 +14,7 @@
 //! merged as they arrive.
 
 use std::collections::VecDeque;
-use std::ffi::{c_char, CString};
+use std::ffi::c_char;
 use std::pin::Pin;
 use std::rc::Rc;
 
@@ -25,7 +25,12 @@ use tokio_postgres::{CancelToken, SimpleQueryMessage, SimpleQueryRow};
 
 use crate::deparse::{self, list_nodes, list_pointers, make_list, Deparser, Sql};
 use crate::error::PgShardError;
-use crate::metadata::{self, cstr, quote_ident, Shard, ShardedTable};
+use crate::execution::{
+    column_decoder, column_names, decode_columns, decode_pins, drop_with_memory_context,
+    encode_columns, encode_pins, explain_text, init_expressions, list_to_strings, store_text_row,
+    strings_to_list, workers_of, KeyPin,
+};
+use crate::metadata::{self, cstr, Shard, ShardedTable};
 use crate::remote;
 use crate::rows::TextDecoder;
 use crate::xact::{self, Access};
@@ -118,15 +123,6 @@ pub unsafe fn replace_paths(
     pg_sys::add_path(rel, path as *mut pg_sys::Path);
 }
 
-/// How a pushed filter pins the shard key.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Pin_ {
-    /// `key = value`
-    Equals,
-    /// `key = ANY(array)`
-    AnyOf,
-}
-
 #[pg_guard]
 unsafe extern "C-unwind" fn plan_scan(
     _root: *mut pg_sys::PlannerInfo,
@@ -164,7 +160,7 @@ unsafe extern "C-unwind" fn plan_scan(
 
     let mut remote = Sql::default();
     let mut local: Vec<*mut pg_sys::Node> = Vec::new();
-    let mut pins: Vec<(Pin_, *mut pg_sys::Node)> = Vec::new();
+    let mut pins: Vec<(KeyPin, *mut pg_sys::Node)> = Vec::new();
     for rinfo in list_pointers(clauses) {
         let rinfo = rinfo as *mut pg_sys::RestrictInfo;
         let clause = (*rinfo).clause as *mut pg_sys::Node;
@@ -200,7 +196,7 @@ unsafe extern "C-unwind" fn plan_scan(
         }
         let attno = member + pg_sys::FirstLowInvalidHeapAttributeNumber;
         if attno == 0 {
-            columns = (1..=natts as i16).collect();
+            columns = (1..=natts).collect();
             break;
         }
         if attno < 0 {
@@ -209,7 +205,7 @@ unsafe extern "C-unwind" fn plan_scan(
                 format!(
                     "system column \"{}\" is not available on sharded table {}",
                     cstr(pg_sys::get_attname(relid, attno as i16, false)),
-                    relation_label(&table)
+                    metadata::qualified_name(table.oid)
                 ),
             )
             .hint("Rows of a sharded table live on workers; select its own columns instead.")
@@ -229,21 +225,13 @@ unsafe extern "C-unwind" fn plan_scan(
     (*cscan).scan.scanrelid = varno;
     (*cscan).methods = &SCAN_METHODS.0;
 
-    let header = format!(
-        "{} {}",
-        pins.iter()
-            .map(|(p, _)| if *p == Pin_::Equals { 'e' } else { 'a' })
-            .collect::<String>(),
-        columns
-            .iter()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    );
-    let strings = std::iter::once(header)
-        .chain(remote.parts.iter().cloned())
-        .map(|s| pg_sys::makeString(CString::new(s).expect("no NUL in SQL").into_raw()));
-    (*cscan).custom_private = make_list(strings);
+    // custom_private: [pins, columns, SQL parts…]; custom_exprs: the SQL holes, then the pins.
+    let header = [
+        encode_pins(pins.iter().map(|(p, _)| *p)),
+        encode_columns(&columns),
+    ];
+    (*cscan).custom_private =
+        strings_to_list(header.into_iter().chain(remote.parts.iter().cloned()));
     (*cscan).custom_exprs = make_list(
         remote
             .values
@@ -259,18 +247,18 @@ pub unsafe fn key_pin(
     clause: *mut pg_sys::Node,
     varno: u32,
     table: &ShardedTable,
-) -> Option<(Pin_, *mut pg_sys::Node)> {
+) -> Option<(KeyPin, *mut pg_sys::Node)> {
     let (opno, args, pin) = match (*clause).type_ {
         pg_sys::NodeTag::T_OpExpr => {
             let op = clause as *mut pg_sys::OpExpr;
-            ((*op).opno, (*op).args, Pin_::Equals)
+            ((*op).opno, (*op).args, KeyPin::Equals)
         }
         pg_sys::NodeTag::T_ScalarArrayOpExpr => {
             let op = clause as *mut pg_sys::ScalarArrayOpExpr;
             if !(*op).useOr {
                 return None;
             }
-            ((*op).opno, (*op).args, Pin_::AnyOf)
+            ((*op).opno, (*op).args, KeyPin::AnyOf)
         }
         _ => return None,
     };
@@ -293,31 +281,18 @@ pub unsafe fn key_pin(
     };
     let value = match (is_key(args[0]), is_key(args[1]), pin) {
         (true, false, _) => args[1],
-        (false, true, Pin_::Equals) => args[0],
+        (false, true, KeyPin::Equals) => args[0],
         _ => return None,
     };
     if !deparse::coordinator_evaluable(value) && (*value).type_ != pg_sys::NodeTag::T_Const {
         return None;
     }
     let mut value_type = pg_sys::exprType(value);
-    if pin == Pin_::AnyOf {
+    if pin == KeyPin::AnyOf {
         value_type = pg_sys::get_element_type(value_type);
     }
     let family = pgshard_core::hashing::KeyFamily::of_type_oid(value_type.to_u32())?;
     (family == table.key_family).then_some((pin, value))
-}
-
-fn relation_label(table: &ShardedTable) -> String {
-    // SAFETY: catalog lookups of a sharded table.
-    unsafe {
-        format!(
-            "{}.{}",
-            quote_ident(&cstr(pg_sys::get_namespace_name(
-                pg_sys::get_rel_namespace(table.oid)
-            ))),
-            quote_ident(&cstr(pg_sys::get_rel_name(table.oid)))
-        )
-    }
 }
 
 /// The executor node: PostgreSQL's CustomScanState followed by a pointer to the Rust state.
@@ -353,32 +328,18 @@ impl RemoteRows {
     /// Sends every task's query (workers concurrently; a worker's tasks pipelined on its one
     /// connection).
     pub fn start(tasks: Vec<Task>, access: Access) -> Self {
-        let mut workers: Vec<remote::Worker> = Vec::new();
-        for task in &tasks {
-            if !workers.iter().any(|w| w.id == task.shard.worker.id) {
-                workers.push(task.shard.worker.clone());
-            }
-        }
-        let connections = xact::connections(&workers, access);
+        let workers = workers_of(tasks.iter().map(|t| &t.shard));
+        let mut connections = xact::connections(&workers, access);
         let tokens: Vec<CancelToken> = connections
             .iter()
             .map(|c| c.client.cancel_token())
             .collect();
-        let mut begun = vec![false; connections.len()];
         let sends: Vec<_> = tasks
             .iter()
             .map(|task| {
-                let i = connections
-                    .iter()
-                    .position(|c| c.worker.id == task.shard.worker.id)
-                    .expect("connected");
-                let sql = if begun[i] {
-                    task.sql.clone()
-                } else {
-                    connections[i].with_begin(&task.sql)
-                };
-                begun[i] = true;
-                let client = Rc::clone(&connections[i].client);
+                let connection = xact::connection_to(&mut connections, task.shard.worker.id);
+                let sql = connection.prefixed(&task.sql);
+                let client = Rc::clone(&connection.client);
                 async move { client.simple_query_raw(&sql).await }
             })
             .collect();
@@ -471,8 +432,10 @@ unsafe extern "C-unwind" fn create_scan_state(cscan: *mut pg_sys::CustomScan) ->
 /// The Rust side of a running scan.
 struct ScanExec {
     table: Rc<ShardedTable>,
-    pins: Vec<Pin_>,
+    pins: Vec<KeyPin>,
     columns: Vec<i16>,
+    /// What the remote queries select: the columns, or NULL when none is needed (count(*)).
+    select_list: String,
     parts: Vec<String>,
     /// ExprStates of the SQL holes, then of the pins' values.
     values: Vec<*mut pg_sys::ExprState>,
@@ -500,57 +463,32 @@ unsafe extern "C-unwind" fn begin_scan(
         .hint("Run the statement again.")
         .raise()
     });
-    let strings: Vec<String> = list_pointers((*cscan).custom_private)
-        .into_iter()
-        .map(|s| cstr((*(s as *mut pg_sys::String)).sval))
-        .collect();
-    let (header, parts) = strings.split_first().expect("header");
-    let (pins, columns) = header.split_once(' ').unwrap_or((header, ""));
-    let pins: Vec<Pin_> = pins
-        .chars()
-        .map(|c| if c == 'e' { Pin_::Equals } else { Pin_::AnyOf })
-        .collect();
-    let columns: Vec<i16> = columns
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().expect("attnum"))
-        .collect();
-    let value_nodes = list_nodes((*cscan).custom_exprs);
-    let values = value_nodes
-        .iter()
-        .map(|expr| pg_sys::ExecInitExpr(*expr as *mut pg_sys::Expr, &mut (*node).css.ss.ps))
-        .collect();
-    let desc = (*(*node).css.ss.ss_currentRelation).rd_att;
-    let decoder = TextDecoder::new(columns.iter().map(|&attno| {
-        let attr = (*desc).attrs.as_ptr().add(attno as usize - 1);
-        ((*attr).atttypid, (*attr).atttypmod)
-    }));
-    let state = Box::new(ScanExec {
+    let strings = list_to_strings((*cscan).custom_private);
+    let (pins, columns, parts) = (
+        decode_pins(&strings[0]),
+        decode_columns(&strings[1]),
+        &strings[2..],
+    );
+    let (values, value_nodes) = init_expressions((*cscan).custom_exprs, &mut (*node).css.ss.ps);
+    let decoder = column_decoder((*(*node).css.ss.ss_currentRelation).rd_att, &columns);
+    let select_list = if columns.is_empty() {
+        "NULL".to_string()
+    } else {
+        column_names(relid, &columns)
+    };
+    (*node).state = Box::into_raw(Box::new(ScanExec {
         table,
         pins,
         columns,
+        select_list,
         parts: parts.to_vec(),
         values,
         value_nodes,
         decoder,
         rows: None,
         finished: Vec::new(),
-    });
-    (*node).state = Box::into_raw(state);
-    // Dropped with the executor's memory, also when the query fails.
-    let callback = pg_sys::palloc0(std::mem::size_of::<pg_sys::MemoryContextCallback>())
-        as *mut pg_sys::MemoryContextCallback;
-    (*callback).func = Some(free_scan_state);
-    (*callback).arg = node.cast();
-    pg_sys::MemoryContextRegisterResetCallback(pg_sys::CurrentMemoryContext, callback);
-}
-
-unsafe extern "C-unwind" fn free_scan_state(arg: *mut std::ffi::c_void) {
-    let node = arg as *mut ScanNode;
-    if !(*node).state.is_null() {
-        drop(Box::from_raw((*node).state));
-        (*node).state = std::ptr::null_mut();
-    }
+    }));
+    drop_with_memory_context(&mut (*node).state);
 }
 
 /// Evaluates an expression of the running plan.
@@ -577,15 +515,6 @@ impl ScanExec {
             &self.value_nodes[holes..],
             econtext,
         );
-        let column_list = if self.columns.is_empty() {
-            "NULL".to_string()
-        } else {
-            self.columns
-                .iter()
-                .map(|&a| quote_ident(&cstr(pg_sys::get_attname(self.table.oid, a, false))))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         self.table
             .shards
             .iter()
@@ -593,7 +522,10 @@ impl ScanExec {
             .filter(|(_, s)| *s)
             .map(|(shard, _)| Task {
                 shard: shard.clone(),
-                sql: format!("SELECT {column_list} FROM {}{filter}", shard.relation),
+                sql: format!(
+                    "SELECT {} FROM {}{filter}",
+                    self.select_list, shard.relation
+                ),
                 rows: 0,
             })
             .collect()
@@ -624,7 +556,7 @@ pub unsafe fn render_values(
 /// Which shards can hold rows matching every pin (all of them when there is no pin).
 pub unsafe fn pruned_shards(
     table: &ShardedTable,
-    pins: &[Pin_],
+    pins: &[KeyPin],
     states: &[*mut pg_sys::ExprState],
     nodes: &[*mut pg_sys::Node],
     econtext: *mut pg_sys::ExprContext,
@@ -636,8 +568,8 @@ pub unsafe fn pruned_shards(
         if !is_null {
             let value_type = pg_sys::exprType(*node);
             let hashes: Vec<i64> = match pin {
-                Pin_::Equals => vec![crate::hashing::hash_datum(datum, value_type)],
-                Pin_::AnyOf => {
+                KeyPin::Equals => vec![crate::hashing::hash_datum(datum, value_type)],
+                KeyPin::AnyOf => {
                     let element = pg_sys::get_element_type(value_type);
                     array_elements(datum, element)
                         .into_iter()
@@ -646,13 +578,7 @@ pub unsafe fn pruned_shards(
                 }
             };
             for hash in hashes {
-                let shard = table.shard_for_hash(hash);
-                let i = table
-                    .shards
-                    .iter()
-                    .position(|s| s.id == shard.id)
-                    .expect("own shard");
-                pinned[i] = true;
+                pinned[table.shard_index_for_hash(hash)] = true;
             }
         }
         for (s, p) in selected.iter_mut().zip(pinned) {
@@ -710,19 +636,13 @@ unsafe extern "C-unwind" fn next_row(ss: *mut pg_sys::ScanState) -> *mut pg_sys:
     let Some((_, row)) = state.rows.as_mut().expect("started").next() else {
         return slot;
     };
-    let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
-    for i in 0..natts {
-        *(*slot).tts_isnull.add(i) = true;
-        *(*slot).tts_values.add(i) = pg_sys::Datum::from(0);
-    }
-    let previous = pg_sys::MemoryContextSwitchTo((*econtext).ecxt_per_tuple_memory);
-    for (i, &attno) in state.columns.iter().enumerate() {
-        let (datum, is_null) = state.decoder.datum(i, row.get(i));
-        *(*slot).tts_values.add(attno as usize - 1) = datum;
-        *(*slot).tts_isnull.add(attno as usize - 1) = is_null;
-    }
-    pg_sys::MemoryContextSwitchTo(previous);
-    pg_sys::ExecStoreVirtualTuple(slot);
+    store_text_row(
+        slot,
+        &state.columns,
+        &mut state.decoder,
+        (*econtext).ecxt_per_tuple_memory,
+        |i| row.get(i),
+    );
     slot
 }
 
@@ -784,11 +704,7 @@ unsafe extern "C-unwind" fn explain_scan(
     } else {
         &[]
     };
-    let property = |name: &str, value: &str| {
-        let name = CString::new(name).expect("no NUL");
-        let value = CString::new(value.replace('\0', "")).expect("no NUL");
-        pg_sys::ExplainPropertyText(name.as_ptr(), value.as_ptr(), es);
-    };
+    let property = |name: &str, value: &str| explain_text(es, name, value);
     let shards = state.table.shards.len();
     if tasks.is_empty() && !(*es).analyze {
         property(

@@ -15,8 +15,6 @@ pub struct ShardCopy<'a> {
     columns: &'a str,
     flush_bytes: usize,
     buffers: Vec<Vec<u8>>,
-    /// Rows sent or buffered, per shard.
-    pub rows: Vec<u64>,
 }
 
 impl<'a> ShardCopy<'a> {
@@ -26,24 +24,16 @@ impl<'a> ShardCopy<'a> {
             columns,
             flush_bytes,
             buffers: vec![Vec::new(); table.shards.len()],
-            rows: vec![0; table.shards.len()],
         }
     }
 
     /// Adds a row whose shard key hashes to `hash`.
     pub fn push(&mut self, hash: i64, values: &[Option<String>]) {
-        let shard = self.table.shard_for_hash(hash);
-        let index = self
-            .table
-            .shards
-            .iter()
-            .position(|s| s.id == shard.id)
-            .expect("shard of this table");
+        let index = self.table.shard_index_for_hash(hash);
         pgshard_core::copytext::push_row(
             &mut self.buffers[index],
             values.iter().map(|v| v.as_deref().map(str::as_bytes)),
         );
-        self.rows[index] += 1;
         if self.buffers[index].len() >= self.flush_bytes {
             self.flush(index);
         }
@@ -62,11 +52,11 @@ impl<'a> ShardCopy<'a> {
         }
         let data = Bytes::from(std::mem::take(&mut self.buffers[index]));
         let shard = &self.table.shards[index];
-        let conn = xact::connection(&shard.worker, Access::Write);
+        let mut conn = xact::connection(&shard.worker, Access::Write);
         let statement = format!("COPY {} ({}) FROM STDIN", shard.relation, self.columns);
         let token = [conn.client.cancel_token()];
         let client = &conn.client;
-        let begin = conn.begin.clone();
+        let begin = std::mem::take(&mut conn.begin);
         let result = remote::wait(
             async move {
                 if !begin.is_empty() {

@@ -14,6 +14,7 @@ use pgshard_core::hashing::{HashRange, KeyFamily};
 use pgshard_core::layout;
 
 use crate::error::{spi_failed, PgShardError};
+use crate::execution::workers_of;
 use crate::guc;
 use crate::metadata::{self, cstr, quote_ident, AsSuperuser, Shard, ShardedTable};
 use crate::remote::{self, Worker};
@@ -60,7 +61,7 @@ fn shard_table(
     // SAFETY: takes the strongest lock: the table changes meaning for every session.
     unsafe { pg_sys::LockRelationOid(oid, pg_sys::AccessExclusiveLock as i32) };
     let table = describe(oid);
-    table.check_shardable(shard_key);
+    table.check_shardable();
     let key = table.key_column(shard_key);
     let family = crate::hashing::key_family(key.type_oid);
     table.check_unique_constraints(&key);
@@ -68,7 +69,7 @@ fn shard_table(
 
     let _superuser = AsSuperuser::enter();
     let colocation = colocate_with.map(|other| colocation_of(other.oid(), family, shard_count));
-    let workers = all_workers();
+    let workers = crate::workers::all_workers();
     if workers.is_empty() {
         PgShardError::new(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -171,7 +172,7 @@ fn unshard_table(rel: PgRelation) {
     for shard in &sharded.shards {
         copy_shard_back(&table, &columns, shard);
     }
-    run_on_shard_workers(&sharded.shards, |shard| {
+    run_on_shard_workers(&sharded.shards, "drop shards on", |shard| {
         format!("DROP TABLE {};", shard.relation)
     });
 }
@@ -218,55 +219,30 @@ fn shard_sizes() -> TableIterator<
         name!(bytes, Option<i64>),
     ),
 > {
-    let tables: Vec<Rc<ShardedTable>> = Spi::connect(|client| {
-        client
-            .select(
-                "SELECT table_oid::oid FROM pgshard.sharded_table",
-                None,
-                &[],
-            )?
-            .into_iter()
-            .map(|row| row.get::<pg_sys::Oid>(1).map(|o| o.expect("NOT NULL")))
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .unwrap_or_else(|e| spi_failed("could not read pgshard.sharded_table", e))
-    .into_iter()
-    .filter_map(metadata::sharded_table)
-    .collect();
+    let tables: Vec<Rc<ShardedTable>> = metadata::sharded_table_oids()
+        .into_iter()
+        .filter_map(metadata::sharded_table)
+        .collect();
     let shards: Vec<&Shard> = tables.iter().flat_map(|t| t.shards.iter()).collect();
-    let mut workers: Vec<Worker> = Vec::new();
-    for shard in &shards {
-        if !workers.iter().any(|w| w.id == shard.worker.id) {
-            workers.push(shard.worker.clone());
-        }
-    }
-    let connections = xact::connections(&workers, Access::Read);
-    let queries: Vec<(usize, String)> = connections
+    let workers = workers_of(shards.iter().copied());
+    let mut connections = xact::connections(&workers, Access::Read);
+    let queries: Vec<String> = connections
         .iter()
-        .enumerate()
-        .map(|(i, conn)| {
+        .map(|conn| {
             let names: Vec<String> = shards
                 .iter()
                 .filter(|s| s.worker.id == conn.worker.id)
                 .map(|s| layout::quote_literal(&s.relation))
                 .collect();
-            let sql = format!(
+            format!(
                 "SELECT n, greatest(c.reltuples::bigint, pg_stat_get_live_tuples(c.oid)), \
                  pg_total_relation_size(c.oid) \
                  FROM unnest(ARRAY[{}]::text[]) n LEFT JOIN pg_class c ON c.oid = to_regclass(n)",
                 names.join(",")
-            );
-            (i, conn.with_begin(&sql))
+            )
         })
         .collect();
-    let tokens: Vec<_> = connections
-        .iter()
-        .map(|c| c.client.cancel_token())
-        .collect();
-    let runs = queries
-        .iter()
-        .map(|(i, sql)| connections[*i].client.simple_query(sql));
-    let results = remote::wait(futures_util::future::join_all(runs), &tokens);
+    let results = xact::run_scripts(&mut connections, queries);
     let mut sizes = std::collections::HashMap::new();
     for result in results.into_iter().flatten() {
         for message in result {
@@ -307,13 +283,7 @@ struct KeyColumn {
 }
 
 fn describe(oid: pg_sys::Oid) -> TableInfo {
-    // SAFETY: catalog lookups for a relation the caller has locked.
-    let (schema, name) = unsafe {
-        (
-            cstr(pg_sys::get_namespace_name(pg_sys::get_rel_namespace(oid))),
-            cstr(pg_sys::get_rel_name(oid)),
-        )
-    };
+    let (schema, name) = metadata::schema_and_name(oid);
     TableInfo {
         oid,
         qualified: format!("{}.{}", quote_ident(&schema), quote_ident(&name)),
@@ -323,7 +293,7 @@ fn describe(oid: pg_sys::Oid) -> TableInfo {
 }
 
 fn relation_name(oid: pg_sys::Oid) -> String {
-    describe(oid).qualified
+    metadata::qualified_name(oid)
 }
 
 fn type_name(oid: pg_sys::Oid) -> String {
@@ -366,7 +336,7 @@ impl TableInfo {
     }
 
     /// Everything about the table itself that rules out sharding it.
-    fn check_shardable(&self, _key: &str) {
+    fn check_shardable(&self) {
         let q = &self.qualified;
         // SAFETY: plain catalog lookups.
         let (kind, persistence) = unsafe {
@@ -698,71 +668,28 @@ fn colocation_of(other: pg_sys::Oid, family: KeyFamily, shard_count: Option<i32>
     }
 }
 
-fn all_workers() -> Vec<Worker> {
-    Spi::connect(|client| {
-        client
-            .select(
-                "SELECT worker_id, name, conninfo FROM pgshard.worker ORDER BY worker_id",
-                None,
-                &[],
-            )?
-            .into_iter()
-            .map(|row| {
-                Ok(Worker {
-                    id: row.get::<i32>(1)?.expect("NOT NULL"),
-                    name: row.get::<String>(2)?.expect("NOT NULL"),
-                    conninfo: row.get::<String>(3)?.expect("NOT NULL"),
-                })
-            })
-            .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
-    })
-    .unwrap_or_else(|e| spi_failed("could not read pgshard.worker", e))
-}
-
 fn create_shard_tables(table: &TableInfo, shards: &[Shard]) {
-    let ddl: Vec<String> = shards.iter().map(|s| table.shard_ddl(s)).collect();
-    run_on_shard_workers(shards, |shard| {
-        let i = shards
-            .iter()
-            .position(|s| s.id == shard.id)
-            .expect("shard listed");
-        ddl[i].clone()
-    });
+    run_on_shard_workers(shards, "create shards on", |shard| table.shard_ddl(shard));
 }
 
 /// Runs one statement per shard, all of a worker's in one round trip, the workers concurrently,
 /// inside the coordinator transaction's remote transactions.
-fn run_on_shard_workers(shards: &[Shard], statement: impl Fn(&Shard) -> String) {
-    let mut workers: Vec<Worker> = Vec::new();
-    for shard in shards {
-        if !workers.iter().any(|w| w.id == shard.worker.id) {
-            workers.push(shard.worker.clone());
-        }
-    }
-    let connections = xact::connections(&workers, Access::Write);
+fn run_on_shard_workers(shards: &[Shard], doing: &str, statement: impl Fn(&Shard) -> String) {
+    let mut connections = xact::connections(&workers_of(shards), Access::Write);
     let scripts: Vec<String> = connections
         .iter()
         .map(|conn| {
-            let body: String = shards
+            shards
                 .iter()
                 .filter(|s| s.worker.id == conn.worker.id)
                 .map(&statement)
-                .collect();
-            conn.with_begin(&body)
+                .collect()
         })
         .collect();
-    let tokens: Vec<_> = connections
-        .iter()
-        .map(|c| c.client.cancel_token())
-        .collect();
-    let runs = connections
-        .iter()
-        .zip(&scripts)
-        .map(|(conn, script)| conn.client.simple_query(script));
-    let results = remote::wait(futures_util::future::join_all(runs), &tokens);
+    let results = xact::run_scripts(&mut connections, scripts);
     for (conn, result) in connections.iter().zip(results) {
         if let Err(e) = result {
-            remote::query_error(&e).raise_for(&conn.worker.name, "create shards on");
+            remote::query_error(&e).raise_for(&conn.worker.name, doing);
         }
     }
 }
@@ -830,8 +757,8 @@ fn copy_shard_back(table: &TableInfo, columns: &str, shard: &Shard) {
             .collect::<Result<Vec<_>, _>>()
     })
     .unwrap_or_else(|e| spi_failed("could not inspect the table", e));
-    let conn = xact::connection(&shard.worker, Access::Write);
-    let sql = conn.with_begin(&format!("SELECT {columns} FROM {}", shard.relation));
+    let mut conn = xact::connection(&shard.worker, Access::Write);
+    let sql = conn.prefixed(&format!("SELECT {columns} FROM {}", shard.relation));
     let token = [conn.client.cancel_token()];
     let stream = remote::wait(conn.client.simple_query_raw(&sql), &token).unwrap_or_else(|e| {
         remote::query_error(&e).raise_for(&shard.worker.name, "read shards from")

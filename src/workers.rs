@@ -335,7 +335,7 @@ fn find_worker(name: &str) -> Option<Worker> {
     .unwrap_or_else(|e| spi_failed("could not read pgshard.worker", e))
 }
 
-fn all_workers() -> Vec<Worker> {
+pub fn all_workers() -> Vec<Worker> {
     Spi::connect(|client| {
         client
             .select(

@@ -60,10 +60,41 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// `sql` prefixed with the BEGIN this connection still needs; one round trip for both.
-    pub fn with_begin(&self, sql: &str) -> String {
-        format!("{}{sql}", self.begin)
+    /// `sql` prefixed with the BEGIN this connection still needs (one round trip for both);
+    /// later statements on the connection are sent as they are.
+    pub fn prefixed(&mut self, sql: &str) -> String {
+        format!("{}{sql}", std::mem::take(&mut self.begin))
     }
+}
+
+/// The connection to `worker_id` among `connections`.
+pub fn connection_to(connections: &mut [Connection], worker_id: i32) -> &mut Connection {
+    connections
+        .iter_mut()
+        .find(|c| c.worker.id == worker_id)
+        .expect("connected to every worker of the statement")
+}
+
+/// Runs one script per connection (each prefixed with the BEGIN it still needs), all
+/// concurrently, cancelling them if the statement is cancelled.
+pub fn run_scripts(
+    connections: &mut [Connection],
+    scripts: Vec<String>,
+) -> Vec<Result<Vec<tokio_postgres::SimpleQueryMessage>, tokio_postgres::Error>> {
+    let scripts: Vec<String> = connections
+        .iter_mut()
+        .zip(scripts)
+        .map(|(conn, script)| conn.prefixed(&script))
+        .collect();
+    let tokens: Vec<_> = connections
+        .iter()
+        .map(|c| c.client.cancel_token())
+        .collect();
+    let runs = connections
+        .iter()
+        .zip(&scripts)
+        .map(|(conn, script)| conn.client.simple_query(script));
+    remote::wait(join_all(runs), &tokens)
 }
 
 /// Registers the transaction callbacks; called from `_PG_init`.

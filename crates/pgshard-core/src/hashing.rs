@@ -191,8 +191,17 @@ pub fn uniform_ranges(count: u32) -> Vec<HashRange> {
 
 /// The index of the range holding `hash`, given ranges sorted by `min` that cover the space.
 pub fn range_index(ranges: &[HashRange], hash: i64) -> Option<usize> {
-    let i = ranges.partition_point(|r| r.max < hash);
-    (i < ranges.len() && ranges[i].contains(hash)).then_some(i)
+    range_index_by(ranges, |r| *r, hash)
+}
+
+/// [`range_index`] over items that each own a range (shards), without copying the ranges out.
+pub fn range_index_by<T>(
+    items: &[T],
+    range_of: impl Fn(&T) -> HashRange,
+    hash: i64,
+) -> Option<usize> {
+    let i = items.partition_point(|item| range_of(item).max < hash);
+    (i < items.len() && range_of(&items[i]).contains(hash)).then_some(i)
 }
 
 #[cfg(test)]

@@ -1,0 +1,182 @@
+//! Executor glue shared by the pgshard scan and write nodes: their state's lifetime, plan
+//! payloads, rows from workers into slots, and EXPLAIN lines.
+
+use std::ffi::CString;
+
+use pgrx::prelude::*;
+
+use crate::deparse::{list_nodes, list_pointers, make_list};
+use crate::metadata::{cstr, quote_ident, Shard};
+use crate::remote::Worker;
+use crate::rows::TextDecoder;
+
+/// How a pushed filter pins the shard key.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum KeyPin {
+    /// `key = value`
+    Equals,
+    /// `key = ANY(array)`
+    AnyOf,
+}
+
+/// Pins as stored in a plan (one letter each).
+pub fn encode_pins(pins: impl IntoIterator<Item = KeyPin>) -> String {
+    pins.into_iter()
+        .map(|p| if p == KeyPin::Equals { 'e' } else { 'a' })
+        .collect()
+}
+
+pub fn decode_pins(text: &str) -> Vec<KeyPin> {
+    text.chars()
+        .map(|c| {
+            if c == 'e' {
+                KeyPin::Equals
+            } else {
+                KeyPin::AnyOf
+            }
+        })
+        .collect()
+}
+
+/// Attribute numbers as stored in a plan (comma-separated).
+pub fn encode_columns(columns: &[i16]) -> String {
+    columns
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub fn decode_columns(text: &str) -> Vec<i16> {
+    text.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().expect("attribute number"))
+        .collect()
+}
+
+/// Strings as a List of String nodes, for a plan's custom_private.
+///
+/// # Safety
+/// Allocates in the current memory context.
+pub unsafe fn strings_to_list(strings: impl IntoIterator<Item = String>) -> *mut pg_sys::List {
+    make_list(
+        strings
+            .into_iter()
+            .map(|s| pg_sys::makeString(CString::new(s).expect("no NUL in SQL").into_raw())),
+    )
+}
+
+/// # Safety
+/// `list` must be a List of String nodes.
+pub unsafe fn list_to_strings(list: *mut pg_sys::List) -> Vec<String> {
+    list_pointers(list)
+        .into_iter()
+        .map(|s| cstr((*(s as *mut pg_sys::String)).sval))
+        .collect()
+}
+
+/// Initialises a plan's expressions for evaluation by `parent`.
+///
+/// # Safety
+/// `list` must hold executable expressions of `parent`'s plan.
+pub unsafe fn init_expressions(
+    list: *mut pg_sys::List,
+    parent: *mut pg_sys::PlanState,
+) -> (Vec<*mut pg_sys::ExprState>, Vec<*mut pg_sys::Node>) {
+    let nodes = list_nodes(list);
+    let states = nodes
+        .iter()
+        .map(|expr| pg_sys::ExecInitExpr(*expr as *mut pg_sys::Expr, parent))
+        .collect();
+    (states, nodes)
+}
+
+/// A decoder for some columns of a relation.
+///
+/// # Safety
+/// `desc` must be the relation's descriptor and `columns` live attribute numbers of it.
+pub unsafe fn column_decoder(desc: pg_sys::TupleDesc, columns: &[i16]) -> TextDecoder {
+    TextDecoder::new(columns.iter().map(|&attno| {
+        let attr = (*desc).attrs.as_ptr().add(attno as usize - 1);
+        ((*attr).atttypid, (*attr).atttypmod)
+    }))
+}
+
+/// Hands `*state` (a boxed Rust value owned by an executor node) to the current memory
+/// context: it is dropped when the executor's memory goes, on success and on error alike.
+///
+/// # Safety
+/// `state` must point into memory of the current context and hold NULL or a `Box<T>` pointer.
+pub unsafe fn drop_with_memory_context<T>(state: *mut *mut T) {
+    unsafe extern "C-unwind" fn drop_state<T>(arg: *mut std::ffi::c_void) {
+        let state = arg as *mut *mut T;
+        if !(*state).is_null() {
+            drop(Box::from_raw(*state));
+            *state = std::ptr::null_mut();
+        }
+    }
+    let callback = pg_sys::palloc0(std::mem::size_of::<pg_sys::MemoryContextCallback>())
+        as *mut pg_sys::MemoryContextCallback;
+    (*callback).func = Some(drop_state::<T>);
+    (*callback).arg = state.cast();
+    pg_sys::MemoryContextRegisterResetCallback(pg_sys::CurrentMemoryContext, callback);
+}
+
+/// Stores a row received as text into `slot` (the relation's row type): `columns` get the
+/// decoded values, allocated in `memory`; every other column is NULL.
+///
+/// # Safety
+/// `slot` must have the relation's descriptor; `decoder` must decode `columns`.
+pub unsafe fn store_text_row<'a>(
+    slot: *mut pg_sys::TupleTableSlot,
+    columns: &[i16],
+    decoder: &mut TextDecoder,
+    memory: pg_sys::MemoryContext,
+    value: impl Fn(usize) -> Option<&'a str>,
+) {
+    pg_sys::ExecClearTuple(slot);
+    let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
+    for i in 0..natts {
+        *(*slot).tts_isnull.add(i) = true;
+        *(*slot).tts_values.add(i) = pg_sys::Datum::from(0);
+    }
+    let previous = pg_sys::MemoryContextSwitchTo(memory);
+    for (i, &attno) in columns.iter().enumerate() {
+        let (datum, is_null) = decoder.datum(i, value(i));
+        *(*slot).tts_values.add(attno as usize - 1) = datum;
+        *(*slot).tts_isnull.add(attno as usize - 1) = is_null;
+    }
+    pg_sys::MemoryContextSwitchTo(previous);
+    pg_sys::ExecStoreVirtualTuple(slot);
+}
+
+/// One `name: value` line of EXPLAIN (a property in the structured formats).
+///
+/// # Safety
+/// `es` must be the ExplainState of the running EXPLAIN.
+pub unsafe fn explain_text(es: *mut pg_sys::ExplainState, name: &str, value: &str) {
+    let name = CString::new(name).expect("no NUL");
+    let value = CString::new(value.replace('\0', "")).expect("NULs removed");
+    pg_sys::ExplainPropertyText(name.as_ptr(), value.as_ptr(), es);
+}
+
+/// The distinct workers of some shards, in first-seen order.
+pub fn workers_of<'a>(shards: impl IntoIterator<Item = &'a Shard>) -> Vec<Worker> {
+    let mut workers: Vec<Worker> = Vec::new();
+    for shard in shards {
+        if !workers.iter().any(|w| w.id == shard.worker.id) {
+            workers.push(shard.worker.clone());
+        }
+    }
+    workers
+}
+
+/// Quoted names of some columns of a relation, comma-separated.
+pub fn column_names(relid: pg_sys::Oid, columns: &[i16]) -> String {
+    columns
+        .iter()
+        // SAFETY: names of live columns of a relation in use.
+        .map(|&a| quote_ident(&cstr(unsafe { pg_sys::get_attname(relid, a, false) })))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
