@@ -378,12 +378,16 @@ const COLLATION_FREE: &[&str] = &[
 /// Whether `function` under `collation` gives the same answer on a worker: orderings and case
 /// mappings depend on the locale, and a worker's may differ from the coordinator's.
 unsafe fn collation_safe(collation: pg_sys::Oid, function: pg_sys::Oid, equality: bool) -> bool {
-    let c = collation.to_u32();
-    c == 0
-        || c == C_COLLATION_OID
-        || c == POSIX_COLLATION_OID
+    orders_alike_everywhere(collation)
         || equality
         || COLLATION_FREE.contains(&cstr(pg_sys::get_func_name(function)).as_str())
+}
+
+/// Whether values under `collation` sort the same on every server: no collation, or "C"/"POSIX"
+/// (byte order). Other collations depend on each server's locale library.
+pub fn orders_alike_everywhere(collation: pg_sys::Oid) -> bool {
+    let c = collation.to_u32();
+    c == 0 || c == C_COLLATION_OID || c == POSIX_COLLATION_OID
 }
 
 /// A type as SQL, e.g. `character varying(10)`.

@@ -19,6 +19,7 @@ mod remote;
 mod rows;
 mod scan;
 mod shard_copy;
+mod shell;
 mod tables;
 mod utility;
 mod workers;
@@ -47,19 +48,24 @@ pub extern "C-unwind" fn _PG_init() {
     }
 }
 
+/// Whether this backend's pgshard came from `shared_preload_libraries` (hooks installed).
+pub fn loaded_at_startup() -> bool {
+    LOADED_AT_STARTUP.load(Ordering::Relaxed)
+}
+
 /// Refuses to create the extension unless the library was preloaded: the planner, executor and
 /// transaction hooks must be in every backend from its start, or a session could read the empty
 /// coordinator tables of sharded tables and get silently wrong answers.
 #[pg_extern]
 fn ensure_preloaded() {
-    if !LOADED_AT_STARTUP.load(Ordering::Relaxed) {
+    if !loaded_at_startup() {
         error::PgShardError::new(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             "pgshard must be loaded via shared_preload_libraries",
         )
         .hint(
             "Add pgshard to shared_preload_libraries in postgresql.conf \
-             (shared_preload_libraries = 'pgshard'), restart the server, then run CREATE EXTENSION pgshard again.",
+             (shared_preload_libraries = 'pgshard') and restart the server.",
         )
         .raise()
     }

@@ -180,6 +180,12 @@ unsafe extern "C-unwind" fn plan_scan(
         }
     }
 
+    if local.is_empty() {
+        if let Some(tail) = pushed_order_and_limit(_root, &deparser) {
+            remote.append(tail);
+        }
+    }
+
     // Columns to fetch: those the target list and the local filters read.
     let mut attrs: *mut pg_sys::Bitmapset = std::ptr::null_mut();
     pg_sys::pull_varattnos(tlist as *mut pg_sys::Node, varno, &mut attrs);
@@ -240,6 +246,90 @@ unsafe extern "C-unwind" fn plan_scan(
             .chain(pins.iter().map(|(_, v)| *v)),
     );
     cscan as *mut pg_sys::Plan
+}
+
+/// ORDER BY … LIMIT n for every shard, when the query reads only this table and applies
+/// nothing between the scan and its own Sort/Limit that could drop or multiply rows (every filter
+/// pushed; no grouping, aggregates, window functions, DISTINCT or set-returning functions).
+/// Each shard then returns at most OFFSET + LIMIT rows, its own first ones; the coordinator keeps
+/// its Sort and Limit and picks the global first ones among them. WITH TIES is pushed as is: a
+/// shard's first n with ties hold every row of the global first n with ties that it has.
+/// The sort keys must sort the same on a worker: pushable expressions, the type's default
+/// ordering operators, and no locale-dependent collation.
+unsafe fn pushed_order_and_limit(
+    root: *mut pg_sys::PlannerInfo,
+    deparser: &Deparser,
+) -> Option<Sql> {
+    let parse = (*root).parse;
+    let plain_single_table = (*parse).commandType == pg_sys::CmdType::CMD_SELECT
+        && pg_sys::bms_membership((*root).all_baserels) == pg_sys::BMS_Membership::BMS_SINGLETON
+        && !(*parse).hasAggs
+        && !(*parse).hasWindowFuncs
+        && !(*parse).hasTargetSRFs
+        && (*parse).groupClause.is_null()
+        && (*parse).groupingSets.is_null()
+        && (*parse).havingQual.is_null()
+        && (*parse).distinctClause.is_null()
+        && (*parse).setOperations.is_null()
+        && (*parse).rowMarks.is_null();
+    if !plain_single_table {
+        return None;
+    }
+    let count = const_int8((*parse).limitCount)?;
+    let offset = if (*parse).limitOffset.is_null() {
+        0
+    } else {
+        const_int8((*parse).limitOffset)?
+    };
+    let limit = count.max(0).checked_add(offset.max(0))?;
+
+    let mut sql = Sql::default();
+    for (i, clause) in list_pointers((*parse).sortClause).into_iter().enumerate() {
+        let clause = clause as *mut pg_sys::SortGroupClause;
+        let entry = pg_sys::get_sortgroupref_tle((*clause).tleSortGroupRef, (*parse).targetList);
+        let expr = (*entry).expr as *mut pg_sys::Node;
+        if !deparse::orders_alike_everywhere(pg_sys::exprCollation(expr)) {
+            return None;
+        }
+        let types = pg_sys::lookup_type_cache(
+            pg_sys::exprType(expr),
+            (pg_sys::TYPECACHE_LT_OPR | pg_sys::TYPECACHE_GT_OPR) as i32,
+        );
+        let direction = if (*clause).sortop == (*types).lt_opr {
+            "ASC"
+        } else if (*clause).sortop == (*types).gt_opr {
+            "DESC"
+        } else {
+            return None;
+        };
+        sql.push(if i == 0 { " ORDER BY " } else { ", " });
+        sql.append(deparser.deparse(expr)?);
+        let nulls = if (*clause).nulls_first {
+            "FIRST"
+        } else {
+            "LAST"
+        };
+        sql.push(&format!(" {direction} NULLS {nulls}"));
+    }
+    if (*parse).limitOption == pg_sys::LimitOption::LIMIT_OPTION_WITH_TIES {
+        sql.push(&format!(" FETCH FIRST {limit} ROWS WITH TIES"));
+    } else {
+        sql.push(&format!(" LIMIT {limit}"));
+    }
+    Some(sql)
+}
+
+/// The value of an int8 constant (LIMIT and OFFSET are int8); `None` for anything else, and for
+/// NULL, which means no limit.
+unsafe fn const_int8(node: *mut pg_sys::Node) -> Option<i64> {
+    if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_Const {
+        return None;
+    }
+    let c = node as *mut pg_sys::Const;
+    if (*c).constisnull || (*c).consttype != pg_sys::INT8OID {
+        return None;
+    }
+    Some((*c).constvalue.value() as i64)
 }
 
 /// `key = value` or `key = ANY(array)` with a coordinator-evaluable value of the key's family.

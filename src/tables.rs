@@ -56,6 +56,7 @@ fn shard_table(
     shard_count: default!(Option<i32>, "NULL"),
     colocate_with: default!(Option<PgRelation>, "NULL"),
 ) {
+    crate::ensure_preloaded();
     let oid = rel.oid();
     drop(rel);
     // SAFETY: takes the strongest lock: the table changes meaning for every session.
@@ -138,14 +139,19 @@ fn shard_table(
         shards,
     };
     move_rows_into_shards(&table, &sharded);
-    Spi::run(&format!("TRUNCATE ONLY {}", table.qualified))
-        .unwrap_or_else(|e| spi_failed("could not empty the table", e));
+    Spi::run(&format!(
+        "TRUNCATE ONLY {0}; ALTER TABLE {0} SET ACCESS METHOD {1}",
+        table.qualified,
+        crate::shell::ACCESS_METHOD
+    ))
+    .unwrap_or_else(|e| spi_failed("could not empty the table", e));
     record_metadata(&sharded, colocation.map(|c| c.id), family);
 }
 
 /// Moves a sharded table's rows back into the coordinator's table and drops its shards.
 #[pg_extern(volatile)]
 fn unshard_table(rel: PgRelation) {
+    crate::ensure_preloaded();
     let oid = rel.oid();
     drop(rel);
     // SAFETY: as in shard_table.
@@ -168,6 +174,11 @@ fn unshard_table(rel: PgRelation) {
         )
         .unwrap_or_else(|e| spi_failed("could not remove the colocation group", e));
     }
+    Spi::run(&format!(
+        "ALTER TABLE {} SET ACCESS METHOD heap",
+        table.qualified
+    ))
+    .unwrap_or_else(|e| spi_failed("could not make the table a plain table again", e));
     let columns = table.column_list();
     for shard in &sharded.shards {
         copy_shard_back(&table, &columns, shard);

@@ -31,6 +31,15 @@ EXPLAIN (COSTS OFF, VERBOSE) SELECT name FROM t_user WHERE name LIKE 'user 9%';
 SELECT count(*), min(user_id), max(user_id), count(tel) FROM t_user;
 SELECT name FROM t_user WHERE name LIKE 'user 9%' ORDER BY user_id LIMIT 3 OFFSET 1;
 SELECT created, count(*) FROM t_user GROUP BY 1;
+-- ORDER BY and LIMIT: each shard returns its own first OFFSET + LIMIT rows, the coordinator
+-- merges them; not pushed when a filter stays on the coordinator or rows are grouped.
+EXPLAIN (COSTS OFF, VERBOSE) SELECT user_id, name FROM t_user WHERE tel IS NOT NULL ORDER BY user_id DESC LIMIT 3 OFFSET 2;
+SELECT user_id, name FROM t_user WHERE tel IS NOT NULL ORDER BY user_id DESC LIMIT 3 OFFSET 2;
+EXPLAIN (COSTS OFF) SELECT user_id FROM t_user ORDER BY created, user_id FETCH FIRST 2 ROWS WITH TIES;
+EXPLAIN (COSTS OFF) SELECT user_id FROM t_user LIMIT 1;
+EXPLAIN (COSTS OFF) SELECT user_id FROM t_user WHERE name > 'user 95' ORDER BY user_id LIMIT 3;
+EXPLAIN (COSTS OFF) SELECT name FROM t_user ORDER BY name LIMIT 3;
+EXPLAIN (COSTS OFF) SELECT created, count(*) FROM t_user GROUP BY 1 ORDER BY 1 LIMIT 1;
 -- A collation-dependent comparison stays on the coordinator.
 EXPLAIN (COSTS OFF) SELECT * FROM t_user WHERE name > 'user 95';
 -- Prepared statements: the generic plan prunes with each execution's parameter.
