@@ -25,7 +25,7 @@ deps:
 
 ## build: release build of the extension, packaged under target/
 build: deps
-	cargo pgrx package --pg-config $(PG_CONFIG)
+	cargo pgrx package --pg-config $(PG_CONFIG) $(if $(FEATURES),--features "$(FEATURES)")
 
 ## install: copy the packaged files into PostgreSQL's directories. `install` replaces each file
 ## with a new inode, so servers that have the old library mapped keep running safely.
@@ -56,7 +56,9 @@ demo: cluster
 unit: deps
 	cargo test -p pgshard-core
 
-## regress: pg_regress suites against a fresh cluster on their own ports
+## regress: pg_regress suites against a fresh cluster on their own ports, with the test-only
+## fault points compiled in (pgshard.inject_fault)
+regress: FEATURES = fault_injection
 regress: install
 	tests/regress.sh
 

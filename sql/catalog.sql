@@ -50,6 +50,17 @@ CREATE TABLE pgshard.placement (
 );
 CREATE INDEX placement_worker_idx ON pgshard.placement (worker_id);
 
+-- Commit records of two-phase commits: one per transaction prepared on a worker, written in the
+-- coordinator transaction itself, so a record exists exactly when that transaction committed.
+-- Recovery commits prepared transactions that have one, rolls back the others, and deletes
+-- records whose prepared transaction is finished.
+CREATE TABLE pgshard.commit_record (
+    gid text PRIMARY KEY,
+    worker_id int NOT NULL,
+    written_at timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON pgshard.commit_record FROM PUBLIC;
+
 SELECT pg_catalog.pg_extension_config_dump('pgshard.colocation', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshard.colocation_colocation_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshard.sharded_table', '');

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::pg_sys;
 
 /// `pgshard.connect_timeout`: how long to wait for a worker to accept a connection and answer
 /// its startup, so that a dead host cannot hang a statement.
@@ -10,6 +11,21 @@ static CONNECT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5000);
 
 /// `pgshard.shard_count`: shards per table when `shard_table` is not given a count.
 static SHARD_COUNT: GucSetting<i32> = GucSetting::<i32>::new(8);
+
+/// `pgshard.recovery_interval`: seconds between runs of the background transaction recovery
+/// (0 turns it off).
+static RECOVERY_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(60);
+
+/// `pgshard.remote_lock_timeout`: the lock_timeout of remote transactions, which bounds a
+/// distributed deadlock (two transactions waiting for each other on different workers, which
+/// no single worker can see).
+static REMOTE_LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+
+/// `pgshard.inject_fault` (test builds only): makes the coordinator abandon a two-phase commit
+/// at a chosen point, as if it had crashed there.
+#[cfg(feature = "fault_injection")]
+static INJECT_FAULT: GucSetting<Option<std::ffi::CString>> =
+    GucSetting::<Option<std::ffi::CString>>::new(None);
 
 /// Most shards a table may have; each is a table on a worker.
 pub const MAX_SHARD_COUNT: i32 = 4096;
@@ -35,6 +51,67 @@ pub fn register() {
         GucContext::Userset,
         GucFlags::UNIT_MS,
     );
+    GucRegistry::define_int_guc(
+        c"pgshard.recovery_interval",
+        c"Seconds between runs of pgshard's background recovery of two-phase commits (0 = off).",
+        c"The background worker runs pgshard.recover_transactions() in every database that has pgshard.",
+        &RECOVERY_INTERVAL_S,
+        0,
+        i32::MAX / 1000,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"pgshard.remote_lock_timeout",
+        c"Longest wait for a lock on a worker (0 = no limit).",
+        c"Bounds distributed deadlocks, which no single worker detects. The coordinator's lock_timeout applies when it is shorter.",
+        &REMOTE_LOCK_TIMEOUT_MS,
+        0,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    #[cfg(feature = "fault_injection")]
+    GucRegistry::define_string_guc(
+        c"pgshard.inject_fault",
+        c"Test builds only: abandon two-phase commits at a point (abandon_after_prepare, abandon_after_commit).",
+        c"",
+        &INJECT_FAULT,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+}
+
+pub fn recovery_interval() -> Option<Duration> {
+    let seconds = RECOVERY_INTERVAL_S.get();
+    (seconds > 0).then(|| Duration::from_secs(seconds as u64))
+}
+
+/// The lock_timeout for remote transactions, in milliseconds (0 = none): the shorter of
+/// `pgshard.remote_lock_timeout` and the coordinator's own lock_timeout.
+pub fn remote_lock_timeout_ms() -> i32 {
+    // SAFETY: a plain global of this backend's settings.
+    let local = unsafe { pg_sys::LockTimeout };
+    match (REMOTE_LOCK_TIMEOUT_MS.get(), local) {
+        (0, l) => l,
+        (r, 0) => r,
+        (r, l) => r.min(l),
+    }
+}
+
+/// The fault point to simulate a crash at, if any (always none outside test builds).
+pub fn injected_fault() -> Option<String> {
+    #[cfg(feature = "fault_injection")]
+    {
+        INJECT_FAULT
+            .get()
+            .map(|s| s.to_string_lossy().into_owned())
+            .filter(|s| !s.is_empty())
+    }
+    #[cfg(not(feature = "fault_injection"))]
+    {
+        None
+    }
 }
 
 pub fn connect_timeout() -> Duration {

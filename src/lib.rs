@@ -15,6 +15,7 @@ mod hashing;
 mod metadata;
 mod modify;
 mod planner;
+mod recovery;
 mod remote;
 mod rows;
 mod scan;
@@ -45,6 +46,7 @@ pub extern "C-unwind" fn _PG_init() {
     if preloading {
         planner::install();
         utility::install();
+        recovery::register_launcher();
     }
 }
 

@@ -215,9 +215,16 @@ pub fn take_cached(worker: &Worker, config: &Config) -> Option<Client> {
         worker_id: worker.id,
         user: config.get_user().unwrap_or_default().to_string(),
     };
-    CONNECTIONS
-        .with(|cache| cache.borrow_mut().remove(&key))
-        .filter(|client| !client.is_closed())
+    let client = CONNECTIONS.with(|cache| cache.borrow_mut().remove(&key))?;
+    // Let the connection task read what arrived while the connection sat idle: a worker that
+    // restarted has closed the socket, and the connection must be dropped, not reused.
+    RUNTIME.with(|runtime| {
+        runtime.block_on(async {
+            tokio::task::yield_now().await;
+            tokio::task::yield_now().await;
+        })
+    });
+    (!client.is_closed()).then_some(client)
 }
 
 /// Returns a healthy connection to the cache.

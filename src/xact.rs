@@ -7,10 +7,16 @@
 //! statement run without one.
 //!
 //! At commit, a transaction that wrote on one worker commits there with a plain COMMIT. One
-//! that wrote on several prepares on each (PREPARE TRANSACTION) before the coordinator commits
-//! and commits the prepared transactions after it, so that a failure before the coordinator's
-//! commit rolls back everywhere. A coordinator crash between the two steps leaves prepared
-//! transactions behind (the transactions issue adds the commit record and their recovery).
+//! that wrote on several prepares on each (PREPARE TRANSACTION), then writes a commit record
+//! per prepared transaction into `pgshard.commit_record` in the coordinator's own transaction,
+//! and commits the prepared transactions after the coordinator committed. A failure before the
+//! coordinator's commit rolls back everywhere; a crash or a worker failure after it leaves
+//! prepared transactions that `recovery` commits, because their commit record exists.
+//!
+//! Savepoints: the coordinator's subtransactions (SAVEPOINT, PL/pgSQL exception blocks) are
+//! mirrored on the workers lazily: a remote transaction gets `SAVEPOINT`s for the open levels
+//! before its next statement, and a rolled-back level is rolled back on the workers that had
+//! it (`ROLLBACK TO SAVEPOINT`) before their next statement or their commit.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -20,7 +26,10 @@ use futures_util::future::join_all;
 use pgrx::prelude::*;
 use tokio_postgres::{Client, Config};
 
+use pgshard_core::twophase::Gid;
+
 use crate::error::PgShardError;
+use crate::guc;
 use crate::remote::{self, RemoteError, Worker};
 
 /// What a statement is about to do on a worker.
@@ -40,11 +49,26 @@ struct RemoteTransaction {
     /// Something was written in it.
     wrote: bool,
     /// Prepared under this global transaction id at pre-commit.
-    prepared: Option<String>,
+    prepared: Option<Gid>,
+    /// Coordinator subtransactions that have a savepoint in this remote transaction, outermost
+    /// first.
+    savepoints: Vec<pg_sys::SubTransactionId>,
+    /// Statements owed before the next one (rollbacks to savepoints).
+    owed: String,
 }
 
 thread_local! {
     static OPEN: RefCell<Vec<RemoteTransaction>> = const { RefCell::new(Vec::new()) };
+    /// The coordinator's open subtransactions, outermost first.
+    static SUBTRANSACTIONS: RefCell<Vec<pg_sys::SubTransactionId>> = const { RefCell::new(Vec::new()) };
+    /// Set by a fault point: the current two-phase commit is abandoned as if the coordinator
+    /// had died, leaving its prepared transactions to recovery.
+    static ABANDONED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The name of a coordinator subtransaction's savepoint on the workers.
+fn savepoint_name(subtransaction: pg_sys::SubTransactionId) -> String {
+    format!("pgshard_savepoint_{subtransaction}")
 }
 
 /// Longest wait for a worker to finish a COMMIT, ROLLBACK or COMMIT PREPARED sent while the
@@ -55,13 +79,14 @@ const END_WAIT: Duration = Duration::from_secs(10);
 pub struct Connection {
     pub worker: Worker,
     pub client: Rc<Client>,
-    /// `BEGIN …;` when this statement opens the remote transaction block, else empty.
+    /// What must run before this statement: `BEGIN …;` when it opens the remote transaction
+    /// block, owed rollbacks to savepoints, and savepoints of open subtransactions.
     pub begin: String,
 }
 
 impl Connection {
-    /// `sql` prefixed with the BEGIN this connection still needs (one round trip for both);
-    /// later statements on the connection are sent as they are.
+    /// `sql` prefixed with what this connection still needs (one round trip for all); later
+    /// statements on the connection are sent as they are.
     pub fn prefixed(&mut self, sql: &str) -> String {
         format!("{}{sql}", std::mem::take(&mut self.begin))
     }
@@ -100,7 +125,10 @@ pub fn run_scripts(
 /// Registers the transaction callbacks; called from `_PG_init`.
 pub fn register() {
     // SAFETY: registering callbacks with static functions is what the API is for.
-    unsafe { pg_sys::RegisterXactCallback(Some(on_transaction_event), std::ptr::null_mut()) }
+    unsafe {
+        pg_sys::RegisterXactCallback(Some(on_transaction_event), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(on_subtransaction_event), std::ptr::null_mut());
+    }
 }
 
 /// The connection to `worker` for the current transaction, connecting (or reusing a cached
@@ -144,6 +172,8 @@ pub fn connections(workers: &[Worker], access: Access) -> Vec<Connection> {
                     began: false,
                     wrote: false,
                     prepared: None,
+                    savepoints: Vec::new(),
+                    owed: String::new(),
                 })
             });
         }
@@ -157,12 +187,22 @@ pub fn connections(workers: &[Worker], access: Access) -> Vec<Connection> {
                     .iter_mut()
                     .find(|t| t.worker.id == worker.id)
                     .expect("connected above");
-                let begin = if !t.began && (access == Access::Write || in_block) {
+                let mut begin = if !t.began && (access == Access::Write || in_block) {
                     t.began = true;
                     begin_statement()
                 } else {
-                    String::new()
+                    std::mem::take(&mut t.owed)
                 };
+                if t.began {
+                    SUBTRANSACTIONS.with(|open| {
+                        for &sub in open.borrow().iter() {
+                            if !t.savepoints.contains(&sub) {
+                                begin.push_str(&format!("SAVEPOINT {};", savepoint_name(sub)));
+                                t.savepoints.push(sub);
+                            }
+                        }
+                    });
+                }
                 t.wrote |= access == Access::Write;
                 Connection {
                     worker: t.worker.clone(),
@@ -184,7 +224,45 @@ fn begin_statement() -> String {
         _ => "READ COMMITTED",
     };
     let mode = if read_only { " READ ONLY" } else { "" };
-    format!("BEGIN ISOLATION LEVEL {level}{mode};")
+    format!(
+        "BEGIN ISOLATION LEVEL {level}{mode}; SET LOCAL lock_timeout = {};",
+        guc::remote_lock_timeout_ms()
+    )
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_subtransaction_event(
+    event: pg_sys::SubXactEvent::Type,
+    subtransaction: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    match event {
+        pg_sys::SubXactEvent::SUBXACT_EVENT_START_SUB => {
+            SUBTRANSACTIONS.with(|open| open.borrow_mut().push(subtransaction))
+        }
+        pg_sys::SubXactEvent::SUBXACT_EVENT_COMMIT_SUB => {
+            // The remote savepoint stays; it is gone with its parent's.
+            SUBTRANSACTIONS.with(|open| open.borrow_mut().retain(|&s| s != subtransaction))
+        }
+        pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB => {
+            SUBTRANSACTIONS.with(|open| open.borrow_mut().retain(|&s| s != subtransaction));
+            // No network here (this runs while an error is being cleaned up): the rollback is
+            // owed and sent before the connection's next statement, or before its commit.
+            OPEN.with(|open| {
+                for t in open.borrow_mut().iter_mut() {
+                    if let Some(at) = t.savepoints.iter().position(|&s| s == subtransaction) {
+                        let name = savepoint_name(subtransaction);
+                        t.owed.push_str(&format!(
+                            "ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name};"
+                        ));
+                        t.savepoints.truncate(at);
+                    }
+                }
+            });
+        }
+        _ => {}
+    }
 }
 
 #[pg_guard]
@@ -213,66 +291,77 @@ fn refuse_prepare() {
     }
 }
 
-/// Before the coordinator commits: commit a single writer, or prepare several. An error here
-/// aborts the coordinator transaction, and the abort rolls back every worker.
+/// Before the coordinator commits: commit a single writer, or prepare several and write their
+/// commit records. An error here aborts the coordinator transaction, and the abort rolls back
+/// every worker (ROLLBACK PREPARED where it prepared).
 fn pre_commit() {
-    let work: Vec<(Rc<Client>, String, String, bool)> = OPEN.with(|open| {
-        let open = open.borrow();
+    struct Ending {
+        client: Rc<Client>,
+        worker: String,
+        statement: String,
+        gid: Option<Gid>,
+    }
+    let work: Vec<Ending> = OPEN.with(|open| {
+        let mut open = open.borrow_mut();
         let writers = open.iter().filter(|t| t.began && t.wrote).count();
-        // SAFETY: plain catalog/state reads; an xid is assigned if the transaction has none,
-        // which is allowed before commit.
-        let (system, xid) = if writers > 1 {
-            unsafe { (pg_sys::GetSystemIdentifier(), pg_sys::GetTopTransactionId()) }
+        // SAFETY: plain state reads; an xid is assigned if the transaction has none, which is
+        // allowed before commit.
+        let (system, database, xid) = if writers > 1 {
+            unsafe {
+                (
+                    pg_sys::GetSystemIdentifier(),
+                    pg_sys::MyDatabaseId.to_u32(),
+                    pg_sys::GetTopFullTransactionId().value,
+                )
+            }
         } else {
-            (0, pg_sys::TransactionId::from(0))
+            (0, 0, 0)
         };
-        open.iter()
+        open.iter_mut()
             .filter(|t| t.began)
             .map(|t| {
-                let statement = if writers > 1 && t.wrote {
-                    let gid = format!("pgshard_{system}_{}_{}", xid.into_inner(), t.worker.id);
-                    format!("PREPARE TRANSACTION '{gid}'")
-                } else {
-                    "COMMIT".to_string()
+                let gid = (writers > 1 && t.wrote).then_some(Gid {
+                    system,
+                    database,
+                    xid,
+                    worker: t.worker.id,
+                });
+                let end = match &gid {
+                    Some(gid) => format!("PREPARE TRANSACTION '{gid}'"),
+                    None => "COMMIT".to_string(),
                 };
-                (
-                    Rc::clone(&t.client),
-                    t.worker.name.clone(),
-                    statement,
-                    writers > 1 && t.wrote,
-                )
+                Ending {
+                    client: Rc::clone(&t.client),
+                    worker: t.worker.name.clone(),
+                    statement: format!("{}{end}", std::mem::take(&mut t.owed)),
+                    gid,
+                }
             })
             .collect()
     });
     if work.is_empty() {
         return;
     }
-    let tokens: Vec<_> = work.iter().map(|(c, ..)| c.cancel_token()).collect();
-    let runs = work
-        .iter()
-        .map(|(client, _, statement, _)| client.simple_query(statement));
+    let tokens: Vec<_> = work.iter().map(|w| w.client.cancel_token()).collect();
+    let runs = work.iter().map(|w| w.client.simple_query(&w.statement));
     let results = remote::wait(join_all(runs), &tokens);
     // Record what got prepared or committed before raising, so that the abort that follows
     // rolls back exactly what is still open.
     let mut failure = None;
     OPEN.with(|open| {
         let mut open = open.borrow_mut();
-        for ((_, worker, statement, prepares), result) in work.iter().zip(results) {
+        for (w, result) in work.iter().zip(results) {
             let t = open
                 .iter_mut()
-                .find(|t| &t.worker.name == worker)
+                .find(|t| t.worker.name == w.worker)
                 .expect("worker in OPEN");
             match result {
-                Ok(_) if *prepares => {
-                    t.prepared = Some(
-                        statement["PREPARE TRANSACTION '".len()..statement.len() - 1].to_string(),
-                    )
-                }
+                Ok(_) if w.gid.is_some() => t.prepared = w.gid,
                 Ok(_) => t.began = false,
                 Err(e) => {
                     // A worker whose COMMIT or PREPARE failed has ended its transaction.
                     t.began = false;
-                    failure.get_or_insert((worker.clone(), remote::query_error(&e)));
+                    failure.get_or_insert((w.worker.clone(), remote::query_error(&e)));
                 }
             }
         }
@@ -280,13 +369,34 @@ fn pre_commit() {
     if let Some((worker, error)) = failure {
         error.raise_for(&worker, "commit on");
     }
+    let prepared: Vec<Gid> = work.iter().filter_map(|w| w.gid).collect();
+    if prepared.is_empty() {
+        return;
+    }
+    if guc::injected_fault().as_deref() == Some("abandon_after_prepare") {
+        ABANDONED.with(|a| a.set(true));
+        PgShardError::new(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            "pgshard.inject_fault: abandoning the commit after PREPARE TRANSACTION",
+        )
+        .hint("Test builds only. pgshard.recover_transactions() rolls the prepared transactions back.")
+        .raise()
+    }
+    crate::recovery::write_commit_records(&prepared);
 }
 
 /// After the coordinator committed or aborted: finish every remote transaction, then put the
 /// healthy connections back in the cache. Never raises: the coordinator's outcome is decided.
 fn finish(committed: bool) {
+    SUBTRANSACTIONS.with(|open| open.borrow_mut().clear());
     let open = OPEN.with(|open| std::mem::take(&mut *open.borrow_mut()));
-    if open.is_empty() {
+    let abandoned = ABANDONED.with(|a| a.replace(false))
+        || (committed
+            && open.iter().any(|t| t.prepared.is_some())
+            && guc::injected_fault().as_deref() == Some("abandon_after_commit"));
+    if open.is_empty() || abandoned {
+        // Abandoned: the connections close without a word, as if this backend had died; the
+        // workers roll back what was not prepared and keep what was, for recovery.
         return;
     }
     let ends = open.iter().map(|t| {
@@ -297,6 +407,8 @@ fn finish(committed: bool) {
             (None, _) if t.began => Some("ROLLBACK".to_string()),
             (None, _) => None,
         };
+        // A connection the worker closed (it died or restarted) has nothing left to end.
+        let statement = statement.filter(|_| !t.client.is_closed() || t.prepared.is_some());
         let client = Rc::clone(&t.client);
         async move {
             match statement {

@@ -5,6 +5,7 @@ pub mod conninfo;
 pub mod copytext;
 pub mod layout;
 pub mod sqlstate;
+pub mod twophase;
 
 /// An error's message followed by those of its causes that it does not already include.
 /// tokio-postgres, for one, says "invalid connection string" or "error connecting to server"
