@@ -62,6 +62,9 @@ pub struct RemoteError {
 const HINT_UNREACHABLE: &str =
     "Check that the worker is running and that its conninfo (host, port, dbname, \
      user, password) is right; pgshard.check_workers() shows every worker's health.";
+const HINT_REMOTE_LOCK: &str = "A lock on the worker was not granted within \
+     pgshard.remote_lock_timeout (or the coordinator's lock_timeout, if shorter); this is also \
+     how a deadlock between transactions on different workers ends. Retry the transaction.";
 const HINT_CONNINFO: &str = "Give a libpq-style conninfo such as \
      'host=10.0.0.11 port=5432 dbname=app user=pgshard' or a postgresql:// URL.";
 
@@ -94,7 +97,11 @@ impl RemoteError {
                 code: sqlstate_code(db.code().code()).unwrap_or(fallback),
                 message: db.message().to_string(),
                 detail: db.detail().map(str::to_owned),
-                hint: "",
+                hint: if db.code().code() == "55P03" {
+                    HINT_REMOTE_LOCK
+                } else {
+                    ""
+                },
             },
             None => RemoteError {
                 code: fallback,

@@ -1,0 +1,192 @@
+--
+-- Distributed transactions: rollback, errors, savepoints, two-phase commit with commit records,
+-- recovery after faults, a worker killed mid-transaction, remote lock waits and timeouts.
+--
+SELECT setval('pgshard.shard_shard_id_seq', 400001, false);
+CREATE TABLE acct (id int PRIMARY KEY, balance int NOT NULL CHECK (balance >= 0));
+SELECT pgshard.shard_table('acct', 'id', shard_count => 4);
+INSERT INTO acct SELECT g, 100 FROM generate_series(1, 8) g;
+-- Earlier suites left commit records (the background recovery cleans them every minute).
+SELECT count(*) >= 0 AS recovered FROM pgshard.recover_transactions();
+SELECT count(*) AS commit_records FROM pgshard.commit_record;
+SELECT id, (SELECT worker FROM pgshard.shard_for('acct', id)) AS worker FROM generate_series(1, 8) id ORDER BY 1;
+-- Sums read on the workers themselves, and the prepared transactions left there.
+\set per_worker 'SELECT s.worker, sum(w.result::int) AS balance FROM pgshard.shards s, LATERAL pgshard.run_command_on_workers(format($$SELECT coalesce(sum(balance), 0) FROM %s$$, s.shard_name)) w WHERE s.table_name = $$acct$$::regclass AND w.worker = s.worker GROUP BY 1 ORDER BY 1'
+\set prepared 'SELECT worker, result AS prepared FROM pgshard.run_command_on_workers($$SELECT count(*) FROM pg_prepared_xacts WHERE left(gid, 8) = $q$pgshard_$q$ AND true$$) ORDER BY 1'
+:per_worker;
+
+-- ROLLBACK of writes on both workers undoes them everywhere.
+BEGIN;
+UPDATE acct SET balance = balance + 1;
+UPDATE acct SET balance = balance - 50 WHERE id IN (1, 2);
+SELECT sum(balance) FROM acct;
+ROLLBACK;
+:per_worker;
+-- An error on one shard aborts the statement on every shard (id 3 would go negative).
+UPDATE acct SET balance = 40 WHERE id = 3;
+UPDATE acct SET balance = balance - 50;
+:per_worker;
+BEGIN;
+UPDATE acct SET balance = balance + 5 WHERE id = 1;
+UPDATE acct SET balance = balance + 5 WHERE id = 2;
+UPDATE acct SET balance = balance - 500 WHERE id = 4;
+COMMIT;
+:per_worker;
+
+-- A transaction that wrote on both workers commits with two-phase commit; its commit records
+-- are written with it and cleaned up by recovery.
+BEGIN;
+UPDATE acct SET balance = balance + 10 WHERE id = 1;
+UPDATE acct SET balance = balance + 10 WHERE id = 2;
+COMMIT;
+SELECT count(*) AS commit_records FROM pgshard.commit_record;
+:prepared;
+SELECT * FROM pgshard.recover_transactions();
+SELECT count(*) AS commit_records FROM pgshard.commit_record;
+-- One worker written: a plain COMMIT, no record.
+UPDATE acct SET balance = balance - 10 WHERE id = 1;
+SELECT count(*) AS commit_records FROM pgshard.commit_record;
+:per_worker;
+
+-- Savepoints: rolled back on the workers they reached, kept elsewhere.
+BEGIN;
+UPDATE acct SET balance = balance + 1 WHERE id = 1;
+SAVEPOINT a;
+UPDATE acct SET balance = balance + 100;
+SAVEPOINT b;
+UPDATE acct SET balance = balance + 1000 WHERE id = 2;
+ROLLBACK TO SAVEPOINT b;
+SELECT id, balance FROM acct WHERE id IN (1, 2) ORDER BY 1;
+ROLLBACK TO SAVEPOINT a;
+UPDATE acct SET balance = balance + 1 WHERE id = 2;
+SAVEPOINT c;
+UPDATE acct SET balance = balance - 1000 WHERE id = 5;
+ROLLBACK TO SAVEPOINT c;
+RELEASE SAVEPOINT a;
+UPDATE acct SET balance = balance + 1 WHERE id = 5;
+COMMIT;
+SELECT id, balance FROM acct ORDER BY 1;
+-- PL/pgSQL exception blocks are subtransactions too.
+DO $$
+BEGIN
+  UPDATE acct SET balance = balance + 2 WHERE id = 6;
+  BEGIN
+    UPDATE acct SET balance = balance + 1000;
+    UPDATE acct SET balance = -1 WHERE id = 7;
+  EXCEPTION WHEN check_violation THEN
+    RAISE NOTICE 'inner block rolled back';
+  END;
+END $$;
+SELECT id, balance FROM acct ORDER BY 1;
+:per_worker;
+
+-- Fault between the coordinator's commit and COMMIT PREPARED: the prepared transactions stay
+-- on the workers (invisible there) until recovery commits them from the commit records.
+SET pgshard.inject_fault = 'abandon_after_commit';
+UPDATE acct SET balance = balance + 1000;
+RESET pgshard.inject_fault;
+:prepared;
+SELECT sum(balance) FROM acct;
+SELECT action, count(*) FROM pgshard.recover_transactions() GROUP BY 1;
+:prepared;
+SELECT sum(balance) FROM acct;
+SELECT count(*) AS commit_records FROM pgshard.commit_record;
+-- Fault after PREPARE, before the commit record: the statement fails; recovery rolls back.
+SET pgshard.inject_fault = 'abandon_after_prepare';
+UPDATE acct SET balance = balance - 1000;
+RESET pgshard.inject_fault;
+:prepared;
+SELECT action, count(*) FROM pgshard.recover_transactions() GROUP BY 1;
+:prepared;
+SELECT sum(balance) FROM acct;
+-- Recovery needs READ COMMITTED (it must see records committed after it started).
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT * FROM pgshard.recover_transactions();
+ROLLBACK;
+-- Other prepared transactions on a worker are never touched.
+SELECT result FROM pgshard.run_command_on_workers($$BEGIN; CREATE TABLE not_ours (x int); PREPARE TRANSACTION 'someone_else'$$) WHERE worker = 'w1';
+SELECT * FROM pgshard.recover_transactions();
+SELECT result FROM pgshard.run_command_on_workers($$SELECT string_agg(gid, ',') FROM pg_prepared_xacts$$) WHERE worker = 'w1';
+SELECT result FROM pgshard.run_command_on_workers($$ROLLBACK PREPARED 'someone_else'$$) WHERE worker = 'w1';
+
+-- A worker killed mid-transaction: the commit fails naming it, the other worker rolls back;
+-- after its restart the broken cached connection is not reused.
+SELECT sum(balance) AS before FROM acct \gset
+BEGIN;
+UPDATE acct SET balance = balance + 7;
+\! pg_ctl -D "$PGSHARD_CLUSTER_DIR/worker_2" -w -m immediate stop > /dev/null
+COMMIT;
+\! pg_ctl -D "$PGSHARD_CLUSTER_DIR/worker_2" -l "$PGSHARD_CLUSTER_DIR/worker_2/server.log" -w start > /dev/null
+SELECT sum(balance) = :before AS unchanged FROM acct;
+:prepared;
+-- Killed after PREPARE and the coordinator's commit: the prepared transaction survives the
+-- crash, and recovery commits it when the worker is back.
+SET pgshard.inject_fault = 'abandon_after_commit';
+UPDATE acct SET balance = balance + 1;
+RESET pgshard.inject_fault;
+\! pg_ctl -D "$PGSHARD_CLUSTER_DIR/worker_2" -w -m immediate stop > /dev/null
+SELECT action, count(*) FROM pgshard.recover_transactions() GROUP BY 1;
+\! pg_ctl -D "$PGSHARD_CLUSTER_DIR/worker_2" -l "$PGSHARD_CLUSTER_DIR/worker_2/server.log" -w start > /dev/null
+SELECT action, count(*) FROM pgshard.recover_transactions() GROUP BY 1;
+SELECT sum(balance) - :before AS added FROM acct;
+:prepared;
+
+-- Remote lock waits: the coordinator's lock_timeout and statement_timeout reach the workers.
+\! psql -X -q -h 127.0.0.1 -p "$PGSHARD_PORT" -d pgshard -c "BEGIN; UPDATE acct SET balance = balance + 1 WHERE id = 1; SELECT pg_sleep(3); ROLLBACK;" > /dev/null 2>&1 &
+SELECT pg_sleep(0.5);
+SET lock_timeout = '200ms';
+UPDATE acct SET balance = 0 WHERE id = 1;
+RESET lock_timeout;
+SET statement_timeout = '300ms';
+UPDATE acct SET balance = 0 WHERE id = 1;
+RESET statement_timeout;
+-- A distributed deadlock (id 1 is on w2, id 3 on w1, locked in opposite orders) ends at
+-- pgshard.remote_lock_timeout; the other transaction then commits.
+DO $$
+BEGIN
+  FOR i IN 1..100 LOOP
+    EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE query LIKE 'BEGIN; UPDATE acct%' AND pid <> pg_backend_pid());
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+END $$;
+SET pgshard.remote_lock_timeout = '2s';
+BEGIN;
+UPDATE acct SET balance = balance + 1 WHERE id = 1;
+\! psql -X -q -h 127.0.0.1 -p "$PGSHARD_PORT" -d pgshard -c "BEGIN; UPDATE acct SET balance = balance + 100 WHERE id = 3; SELECT pg_sleep(1); UPDATE acct SET balance = balance + 100 WHERE id = 1; COMMIT;" > /dev/null 2>&1 &
+SELECT pg_sleep(1.5);
+UPDATE acct SET balance = balance + 1 WHERE id = 3;
+ROLLBACK;
+RESET pgshard.remote_lock_timeout;
+DO $$
+BEGIN
+  FOR i IN 1..100 LOOP
+    EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE query LIKE 'BEGIN; UPDATE acct%' AND pid <> pg_backend_pid());
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+END $$;
+SELECT id, balance FROM acct WHERE id IN (1, 3) ORDER BY 1;
+:prepared;
+
+-- The coordinator restarted with in-doubt transactions: the background recovery (here every
+-- second) commits them.
+ALTER SYSTEM SET pgshard.recovery_interval = 1;
+SET pgshard.inject_fault = 'abandon_after_commit';
+UPDATE acct SET balance = balance + 1;
+RESET pgshard.inject_fault;
+:prepared;
+\! pg_ctl -D "$PGSHARD_CLUSTER_DIR/coordinator" -l "$PGSHARD_CLUSTER_DIR/coordinator/server.log" -w -m fast restart -o "-c shared_preload_libraries=pgshard" > /dev/null
+\c pgshard - 127.0.0.1 :coordinator_port
+SELECT backend_type FROM pg_stat_activity WHERE backend_type = 'pgshard recovery launcher';
+DO $$
+BEGIN
+  FOR i IN 1..300 LOOP
+    EXIT WHEN (SELECT bool_and(result = '0') FROM pgshard.run_command_on_workers('SELECT count(*) FROM pg_prepared_xacts'));
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+END $$;
+:prepared;
+SELECT id, balance FROM acct WHERE id IN (1, 3) ORDER BY 1;
+ALTER SYSTEM RESET pgshard.recovery_interval;
+SELECT pg_reload_conf();
+SELECT pgshard.unshard_table($$acct$$);
+DROP TABLE acct;
