@@ -131,6 +131,14 @@ SELECT action, count(*) FROM pgshard.recover_transactions() GROUP BY 1;
 SELECT sum(balance) - :before AS added FROM acct;
 :prepared;
 
+-- Waits (at most 10 s) until the psql sessions started in the background below are done.
+CREATE FUNCTION pg_temp.wait_for_background() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  FOR i IN 1..100 LOOP
+    EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE query LIKE 'BEGIN; UPDATE acct%' AND pid <> pg_backend_pid());
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+END $$;
 -- Remote lock waits: the coordinator's lock_timeout and statement_timeout reach the workers.
 \! psql -X -q -h 127.0.0.1 -p "$PGSHARD_PORT" -d pgshard -c "BEGIN; UPDATE acct SET balance = balance + 1 WHERE id = 1; SELECT pg_sleep(3); ROLLBACK;" > /dev/null 2>&1 &
 SELECT pg_sleep(0.5);
@@ -142,13 +150,7 @@ UPDATE acct SET balance = 0 WHERE id = 1;
 RESET statement_timeout;
 -- A distributed deadlock (id 1 is on w2, id 3 on w1, locked in opposite orders) ends at
 -- pgshard.remote_lock_timeout; the other transaction then commits.
-DO $$
-BEGIN
-  FOR i IN 1..100 LOOP
-    EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE query LIKE 'BEGIN; UPDATE acct%' AND pid <> pg_backend_pid());
-    PERFORM pg_sleep(0.1);
-  END LOOP;
-END $$;
+SELECT pg_temp.wait_for_background();
 SET pgshard.remote_lock_timeout = '2s';
 BEGIN;
 UPDATE acct SET balance = balance + 1 WHERE id = 1;
@@ -157,13 +159,7 @@ SELECT pg_sleep(1.5);
 UPDATE acct SET balance = balance + 1 WHERE id = 3;
 ROLLBACK;
 RESET pgshard.remote_lock_timeout;
-DO $$
-BEGIN
-  FOR i IN 1..100 LOOP
-    EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE query LIKE 'BEGIN; UPDATE acct%' AND pid <> pg_backend_pid());
-    PERFORM pg_sleep(0.1);
-  END LOOP;
-END $$;
+SELECT pg_temp.wait_for_background();
 SELECT id, balance FROM acct WHERE id IN (1, 3) ORDER BY 1;
 :prepared;
 
