@@ -132,6 +132,17 @@ refresh_extension() {
   if [ -n "$existing" ] && [ "$(cat "$stamp" 2>/dev/null)" != "$sum" ]; then
     echo "pgshard's SQL changed since this cluster was created: re-creating the extension"
     psql_node "$PORT" -d "$DB" -c "DROP EXTENSION IF EXISTS pgshard CASCADE"
+    # The metadata is gone, so the workers' shard tables and prepared transactions are strays:
+    # start the workers' databases afresh too.
+    local i wport gid
+    for i in $(seq 1 "$WORKERS"); do
+      wport=$((PORT + i))
+      for gid in $(psql_node "$wport" -d "$DB" -tAc "SELECT gid FROM pg_prepared_xacts WHERE database = current_database()" 2>/dev/null); do
+        psql_node "$wport" -d "$DB" -c "ROLLBACK PREPARED '$gid'" >/dev/null
+      done
+      psql_node "$wport" -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
+      psql_node "$wport" -d postgres -c "CREATE DATABASE $DB" >/dev/null
+    done
   fi
   psql_node "$PORT" -d "$DB" -c "CREATE EXTENSION IF NOT EXISTS pgshard" 2>&1 | grep -v 'already exists' || true
   echo "$sum" > "$stamp"
