@@ -232,17 +232,9 @@ pub fn recover() -> Vec<(String, String, String)> {
 /// a worker that cannot be reached: its transactions wait for the next run.
 fn list_prepared(workers: &[Worker]) -> Vec<Option<(tokio_postgres::Client, Vec<Gid>)>> {
     let lists = workers.iter().map(|worker| {
-        let config = remote::worker_config(worker);
-        let cached = config
-            .as_ref()
-            .ok()
-            .and_then(|c| remote::take_cached(worker, c));
+        let connecting = remote::cached_or_new(worker);
         async move {
-            let config = config?;
-            let client = match cached {
-                Some(client) => client,
-                None => remote::connect(config).await?,
-            };
+            let (client, _) = connecting.await?;
             let messages = client
                 .simple_query(
                     "SELECT gid FROM pg_catalog.pg_prepared_xacts WHERE gid LIKE 'pgshard\\_%'",

@@ -234,6 +234,22 @@ pub fn take_cached(worker: &Worker, config: &Config) -> Option<Client> {
     (!client.is_closed()).then_some(client)
 }
 
+/// A connection to `worker` for the current role: the cached one when it is still open, else a
+/// new one (the future connects). The caller owns it; see [`take_cached`] and [`give_back`].
+pub fn cached_or_new(
+    worker: &Worker,
+) -> impl Future<Output = Result<(Client, Config), RemoteError>> {
+    let prepared = worker_config(worker).map(|config| (take_cached(worker, &config), config));
+    async move {
+        let (cached, config) = prepared?;
+        let client = match cached {
+            Some(client) => client,
+            None => connect(config.clone()).await?,
+        };
+        Ok((client, config))
+    }
+}
+
 /// Returns a healthy connection to the cache.
 pub fn give_back(worker_id: i32, config: &Config, client: Client) {
     if client.is_closed() {

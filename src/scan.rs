@@ -56,7 +56,7 @@ static EXEC_METHODS: Methods<pg_sys::CustomExecMethods> = Methods(pg_sys::Custom
     BeginCustomScan: Some(begin_scan),
     ExecCustomScan: Some(exec_scan),
     EndCustomScan: Some(end_scan),
-    ReScanCustomScan: Some(rescan_scan),
+    ReScanCustomScan: Some(end_scan),
     MarkPosCustomScan: None,
     RestrPosCustomScan: None,
     EstimateDSMCustomScan: None,
@@ -751,16 +751,9 @@ unsafe fn finish_run(state: &mut ScanExec) {
     }
 }
 
+/// End and rescan alike: finish the current run (a rescan starts a new one at the next row).
 #[pg_guard]
 unsafe extern "C-unwind" fn end_scan(node: *mut pg_sys::CustomScanState) {
-    let node = node as *mut ScanNode;
-    if let Some(state) = (*node).state.as_mut() {
-        finish_run(state);
-    }
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn rescan_scan(node: *mut pg_sys::CustomScanState) {
     let node = node as *mut ScanNode;
     if let Some(state) = (*node).state.as_mut() {
         finish_run(state);

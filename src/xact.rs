@@ -30,7 +30,7 @@ use pgshard_core::twophase::Gid;
 
 use crate::error::PgShardError;
 use crate::guc;
-use crate::remote::{self, RemoteError, Worker};
+use crate::remote::{self, Worker};
 
 /// What a statement is about to do on a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,18 +148,7 @@ pub fn connections(workers: &[Worker], access: Access) -> Vec<Connection> {
         .filter(|w| !OPEN.with(|open| open.borrow().iter().any(|t| t.worker.id == w.id)))
         .collect();
     if !missing.is_empty() {
-        let connecting = missing.iter().map(|worker| {
-            let prepared = remote::worker_config(worker)
-                .map(|config| (remote::take_cached(worker, &config), config));
-            async move {
-                let (cached, config) = prepared?;
-                let client = match cached {
-                    Some(client) => client,
-                    None => remote::connect(config.clone()).await?,
-                };
-                Ok::<_, RemoteError>((client, config))
-            }
-        });
+        let connecting = missing.iter().map(|worker| remote::cached_or_new(worker));
         let results = remote::wait(join_all(connecting), &[]);
         for (worker, result) in missing.into_iter().zip(results) {
             let (client, config) =
