@@ -12,6 +12,7 @@ use std::ffi::c_void;
 
 use pgrx::prelude::*;
 
+use crate::encryption;
 use crate::metadata::{cstr, quote_ident};
 
 /// Objects with oids below this are built into PostgreSQL (FirstNormalObjectId), so a worker of
@@ -114,7 +115,7 @@ impl Deparser {
             }
             pg_sys::NodeTag::T_Const => {
                 let c = node as *mut pg_sys::Const;
-                if !builtin((*c).consttype) {
+                if !builtin((*c).consttype) && encryption::kind_of_type((*c).consttype).is_none() {
                     return false;
                 }
                 out.push(&literal(
@@ -127,6 +128,9 @@ impl Deparser {
             }
             pg_sys::NodeTag::T_OpExpr => {
                 let op = node as *mut pg_sys::OpExpr;
+                if let Some(equal) = encryption::tag_comparison((*op).opfuncid) {
+                    return self.tag_comparison(equal, (*op).args, None, out);
+                }
                 self.operator(
                     (*op).opno,
                     (*op).opfuncid,
@@ -139,6 +143,9 @@ impl Deparser {
             pg_sys::NodeTag::T_ScalarArrayOpExpr => {
                 let op = node as *mut pg_sys::ScalarArrayOpExpr;
                 let quantifier = if (*op).useOr { "ANY" } else { "ALL" };
+                if let Some(equal) = encryption::tag_comparison((*op).opfuncid) {
+                    return self.tag_comparison(equal, (*op).args, Some(quantifier), out);
+                }
                 self.operator(
                     (*op).opno,
                     (*op).opfuncid,
@@ -269,6 +276,116 @@ impl Deparser {
         true
     }
 
+    /// `=` or `<>` between encrypted values, as a comparison of their blind-index tags (bytea
+    /// on the worker): the tags of constants are computed here, columns' are cut out of the
+    /// envelope by the worker.
+    unsafe fn tag_comparison(
+        &self,
+        equal: bool,
+        args: *mut pg_sys::List,
+        quantifier: Option<&str>,
+        out: &mut Sql,
+    ) -> bool {
+        let args = list_nodes(args);
+        if args.len() != 2 {
+            return false;
+        }
+        out.push("(");
+        if !self.tag(args[0], out) {
+            return false;
+        }
+        out.push(if equal { " = " } else { " <> " });
+        let right = match quantifier {
+            None => self.tag(args[1], out),
+            Some(q) => {
+                out.push(&format!("{q} ("));
+                let pushed = self.tags(args[1], out);
+                out.push(")");
+                pushed
+            }
+        };
+        out.push(")");
+        right
+    }
+
+    /// The blind-index tag of an encrypted expression.
+    unsafe fn tag(&self, node: *mut pg_sys::Node, out: &mut Sql) -> bool {
+        if (*node).type_ == pg_sys::NodeTag::T_Const {
+            let c = node as *mut pg_sys::Const;
+            out.push(&if (*c).constisnull {
+                "NULL::bytea".to_string()
+            } else {
+                encryption::bytea_literal(&encryption::datum_tag((*c).constvalue))
+            });
+            return true;
+        }
+        let mut envelope = Sql::default();
+        if !self.expr(node, &mut envelope) {
+            return false;
+        }
+        out.push("substring(");
+        out.append(envelope);
+        out.push(&format!(
+            " FROM {} FOR {})",
+            pgshard_core::envelope::TAG_SQL_FROM,
+            pgshard_core::envelope::TAG_LEN
+        ));
+        true
+    }
+
+    /// The tags of an array of encrypted values: a constant array or an ARRAY[…] expression.
+    unsafe fn tags(&self, node: *mut pg_sys::Node, out: &mut Sql) -> bool {
+        match (*node).type_ {
+            pg_sys::NodeTag::T_Const => {
+                let c = node as *mut pg_sys::Const;
+                if (*c).constisnull {
+                    out.push("NULL::bytea[]");
+                    return true;
+                }
+                let array = pg_sys::pg_detoast_datum((*c).constvalue.cast_mut_ptr())
+                    as *mut pg_sys::ArrayType;
+                let element = (*array).elemtype;
+                let (mut len, mut byval, mut align) = (0i16, false, 0 as std::ffi::c_char);
+                pg_sys::get_typlenbyvalalign(element, &mut len, &mut byval, &mut align);
+                let mut values: *mut pg_sys::Datum = std::ptr::null_mut();
+                let mut nulls: *mut bool = std::ptr::null_mut();
+                let mut count = 0;
+                pg_sys::deconstruct_array(
+                    array, element, len as i32, byval, align, &mut values, &mut nulls, &mut count,
+                );
+                let tags: Vec<String> = (0..count as usize)
+                    .map(|i| {
+                        if *nulls.add(i) {
+                            "NULL".to_string()
+                        } else {
+                            encryption::bytea_literal(&encryption::datum_tag(*values.add(i)))
+                        }
+                    })
+                    .collect();
+                out.push(&format!("ARRAY[{}]::bytea[]", tags.join(", ")));
+                true
+            }
+            pg_sys::NodeTag::T_ArrayExpr => {
+                let a = node as *mut pg_sys::ArrayExpr;
+                if (*a).multidims {
+                    return false;
+                }
+                out.push("ARRAY[");
+                for (i, element) in list_nodes((*a).elements).into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(", ");
+                    }
+                    if !self.tag(element, out) {
+                        return false;
+                    }
+                }
+                out.push("]::bytea[]");
+                true
+            }
+            _ => false,
+        }
+    }
+
     unsafe fn operator(
         &self,
         opno: pg_sys::Oid,
@@ -334,7 +451,8 @@ pub unsafe fn coordinator_evaluable(node: *mut pg_sys::Node) -> bool {
         && !pg_sys::contain_subplans(node)
         && !pg_sys::contain_agg_clause(node)
         && !pg_sys::expression_returns_set(node)
-        && builtin(pg_sys::exprType(node))
+        && (builtin(pg_sys::exprType(node))
+            || encryption::kind_of_type(pg_sys::exprType(node)).is_some())
 }
 
 fn builtin(oid: pg_sys::Oid) -> bool {
@@ -408,6 +526,14 @@ pub unsafe fn literal(
     type_oid: pg_sys::Oid,
     typmod: i32,
 ) -> String {
+    // An encrypted value goes as its envelope; its output function would decrypt it.
+    if encryption::kind_of_type(type_oid).is_some() {
+        return if is_null {
+            "NULL::bytea".into()
+        } else {
+            encryption::bytea_literal(encryption::datum_bytes(datum))
+        };
+    }
     let type_name = type_sql(type_oid, typmod);
     if is_null {
         return format!("NULL::{type_name}");

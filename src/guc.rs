@@ -27,6 +27,15 @@ static REMOTE_LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 static INJECT_FAULT: GucSetting<Option<std::ffi::CString>> =
     GucSetting::<Option<std::ffi::CString>>::new(None);
 
+/// `pgshard.key_file`: the file holding the 32-byte master key of column encryption. Hidden
+/// from non-superusers, like the other settings that point at secrets.
+static KEY_FILE: GucSetting<Option<std::ffi::CString>> =
+    GucSetting::<Option<std::ffi::CString>>::new(None);
+
+/// `pgshard.envelope_io`: encrypted values are written and read as their ciphertext envelope
+/// instead of their plaintext, so that dumps stay encrypted.
+static ENVELOPE_IO: GucSetting<bool> = GucSetting::<bool>::new(false);
+
 /// Most shards a table may have; each is a table on a worker.
 pub const MAX_SHARD_COUNT: i32 = 4096;
 
@@ -71,6 +80,22 @@ pub fn register() {
         GucContext::Userset,
         GucFlags::UNIT_MS,
     );
+    GucRegistry::define_string_guc(
+        c"pgshard.key_file",
+        c"File holding the master key of pgshard's column encryption (32 bytes, or 64 hex digits).",
+        c"The file must not be readable by group or others. Only superusers can see or change this setting.",
+        &KEY_FILE,
+        GucContext::Suset,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_bool_guc(
+        c"pgshard.envelope_io",
+        c"Encrypted columns are output and input as their ciphertext envelope (hex) instead of their plaintext.",
+        c"For dumps that stay encrypted: input then accepts only envelopes that authenticate under this database's keys.",
+        &ENVELOPE_IO,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     #[cfg(feature = "fault_injection")]
     GucRegistry::define_string_guc(
         c"pgshard.inject_fault",
@@ -112,6 +137,18 @@ pub fn injected_fault() -> Option<String> {
     {
         None
     }
+}
+
+/// The master key file, when set.
+pub fn key_file() -> Option<String> {
+    KEY_FILE
+        .get()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+}
+
+pub fn envelope_io() -> bool {
+    ENVELOPE_IO.get()
 }
 
 pub fn connect_timeout() -> Duration {

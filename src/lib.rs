@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pgrx::prelude::*;
 
 mod deparse;
+mod encryption;
 mod error;
 mod execution;
 mod guc;
@@ -41,6 +42,7 @@ pub extern "C-unwind" fn _PG_init() {
     guc::register();
     metadata::register_invalidation();
     xact::register();
+    encryption::register();
     scan::register();
     modify::register();
     if preloading {

@@ -1,6 +1,7 @@
 //! Rows between the coordinator and the workers, in PostgreSQL's text format: values are
 //! turned into text with their type's output function and read back with its input function,
-//! the same way COPY and the simple query protocol carry them.
+//! the same way COPY and the simple query protocol carry them. Values of encrypted types are
+//! the exception: they travel as bytea, the envelope the worker stores.
 
 use std::ffi::{CStr, CString};
 
@@ -23,7 +24,9 @@ impl TextEncoder {
                 }
                 let mut func = pg_sys::InvalidOid;
                 let mut varlena = false;
-                pg_sys::getTypeOutputInfo((*attr).atttypid, &mut func, &mut varlena);
+                // Encrypted columns travel as their envelope, never as plaintext.
+                let wire = crate::encryption::wire_type((*attr).atttypid);
+                pg_sys::getTypeOutputInfo(wire, &mut func, &mut varlena);
                 let mut info = std::mem::zeroed::<pg_sys::FmgrInfo>();
                 pg_sys::fmgr_info(func, &mut info);
                 Some(info)
@@ -74,7 +77,8 @@ impl TextDecoder {
             .map(|(type_oid, typmod)| {
                 let mut func = pg_sys::InvalidOid;
                 let mut ioparam = pg_sys::InvalidOid;
-                pg_sys::getTypeInputInfo(type_oid, &mut func, &mut ioparam);
+                let wire = crate::encryption::wire_type(type_oid);
+                pg_sys::getTypeInputInfo(wire, &mut func, &mut ioparam);
                 let mut info = std::mem::zeroed::<pg_sys::FmgrInfo>();
                 pg_sys::fmgr_info(func, &mut info);
                 (info, ioparam, typmod)

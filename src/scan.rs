@@ -288,7 +288,10 @@ unsafe fn pushed_order_and_limit(
         let clause = clause as *mut pg_sys::SortGroupClause;
         let entry = pg_sys::get_sortgroupref_tle((*clause).tleSortGroupRef, (*parse).targetList);
         let expr = (*entry).expr as *mut pg_sys::Node;
-        if !deparse::orders_alike_everywhere(pg_sys::exprCollation(expr)) {
+        // A user-defined order (the encrypted types' order decrypts) exists only here.
+        if !deparse::orders_alike_everywhere(pg_sys::exprCollation(expr))
+            || (*clause).sortop.to_u32() >= pg_sys::FirstNormalObjectId
+        {
             return None;
         }
         let types = pg_sys::lookup_type_cache(

@@ -180,9 +180,19 @@ fn unshard_table(rel: PgRelation) {
     ))
     .unwrap_or_else(|e| spi_failed("could not make the table a plain table again", e));
     let columns = table.column_list();
+    // Shards hold encrypted values as envelopes: they come back as such (authenticated), not
+    // as plaintext to encrypt again. The setting is local to this transaction.
+    let envelope_io = first_text("SELECT current_setting('pgshard.envelope_io')", &[]);
+    Spi::run("SELECT set_config('pgshard.envelope_io', 'on', true)")
+        .unwrap_or_else(|e| spi_failed("could not read encrypted values back", e));
     for shard in &sharded.shards {
         copy_shard_back(&table, &columns, shard);
     }
+    Spi::run_with_args(
+        "SELECT set_config('pgshard.envelope_io', $1, true)",
+        &[envelope_io.unwrap_or_else(|| "off".into()).into()],
+    )
+    .unwrap_or_else(|e| spi_failed("could not read encrypted values back", e));
     run_on_shard_workers(&sharded.shards, "drop shards on", |shard| {
         format!("DROP TABLE {};", shard.relation)
     });
@@ -565,7 +575,7 @@ impl TableInfo {
             .unwrap_or_else(|e| spi_failed("could not read the table definition", e))
         };
         let mut elements: Vec<String> = rows(
-            "SELECT quote_ident(a.attname) || ' ' || format_type(a.atttypid, a.atttypmod) \
+            "SELECT quote_ident(a.attname) || ' ' || pgshard.shard_column_type(a.atttypid, a.atttypmod) \
                || CASE WHEN a.attcollation <> t.typcollation AND a.attcollation <> 0 \
                   THEN ' COLLATE ' || quote_ident(n.nspname) || '.' || quote_ident(c.collname) ELSE '' END \
                || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END, '', '' \
@@ -577,10 +587,15 @@ impl TableInfo {
         .into_iter()
         .map(|(column, _, _)| column)
         .collect();
+        let tag_indexes = self.tag_indexes();
         for (kind, name, definition) in rows(
             "SELECT contype::text, conname::text, pg_get_constraintdef(oid) FROM pg_constraint \
              WHERE conrelid = $1 AND contype IN ('c', 'p', 'u') ORDER BY contype, conname",
         ) {
+            // A key over an encrypted column becomes a unique index on its tag (below).
+            if tag_indexes.iter().any(|index| index.constraint.as_deref() == Some(&name)) {
+                continue;
+            }
             // Constraints backed by an index name that index, and index names are unique per
             // schema: each shard's gets the shard id.
             let name = if kind == "c" {
@@ -603,6 +618,9 @@ impl TableInfo {
                (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid AND c.conrelid = $1) \
              ORDER BY x.indexrelid",
         ) {
+            if tag_indexes.iter().any(|i| i.oid.to_u32().to_string() == index) {
+                continue;
+            }
             let rewritten = layout::rewrite_index_definition(
                 &definition,
                 &quoted_name,
@@ -621,6 +639,123 @@ impl TableInfo {
             });
             ddl.push_str(&rewritten);
             ddl.push_str(";\n");
+        }
+        for index in tag_indexes {
+            ddl.push_str(&index.shard_ddl(&shard.relation));
+            ddl.push_str(";\n");
+        }
+        ddl
+    }
+
+    /// Indexes (constraint-backed ones included) with an encrypted key column: on a shard,
+    /// where the column is the bytea envelope, they index the blind-index tag instead, so
+    /// that equality and uniqueness mean equal plaintexts.
+    fn tag_indexes(&self) -> Vec<TagIndex> {
+        let indexes: Vec<(pg_sys::Oid, Option<String>, bool, String, Option<String>, Vec<i16>, i16)> =
+            Spi::connect(|client| {
+                client
+                    .select(
+                        "SELECT x.indexrelid, \
+                           (SELECT conname::text FROM pg_constraint c WHERE c.conindid = x.indexrelid \
+                              AND c.conrelid = x.indrelid AND c.contype IN ('p', 'u')), \
+                           x.indisunique, a.amname::text, pg_get_expr(x.indpred, x.indrelid), \
+                           x.indkey::int2[], x.indnkeyatts \
+                         FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid \
+                         JOIN pg_am a ON a.oid = i.relam WHERE x.indrelid = $1 ORDER BY x.indexrelid",
+                        None,
+                        &[self.oid.into()],
+                    )?
+                    .into_iter()
+                    .map(|row| {
+                        Ok((
+                            row.get::<pg_sys::Oid>(1)?.expect("indexrelid"),
+                            row.get::<String>(2)?,
+                            row.get::<bool>(3)?.unwrap_or(false),
+                            row.get::<String>(4)?.unwrap_or_default(),
+                            row.get::<String>(5)?,
+                            row.get::<Vec<i16>>(6)?.unwrap_or_default(),
+                            row.get::<i16>(7)?.unwrap_or_default(),
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
+            })
+            .unwrap_or_else(|e| spi_failed("could not read the table's indexes", e));
+        let encrypted = |attnum: i16| -> bool {
+            // SAFETY: catalog lookup of a column of this table.
+            attnum > 0
+                && crate::encryption::kind_of_type(unsafe { pg_sys::get_atttype(self.oid, attnum) })
+                    .is_some()
+        };
+        let column_name = |attnum: i16| -> String {
+            // SAFETY: catalog lookup of a column of this table.
+            quote_ident(&cstr(unsafe { pg_sys::get_attname(self.oid, attnum, false) }))
+        };
+        indexes
+            .into_iter()
+            .filter(|(_, _, _, _, _, keys, key_count)| {
+                keys[..*key_count as usize].iter().any(|a| encrypted(*a))
+            })
+            .map(|(oid, constraint, unique, method, predicate, keys, key_count)| {
+                let key_columns = keys[..key_count as usize]
+                    .iter()
+                    .enumerate()
+                    .map(|(position, attnum)| {
+                        if encrypted(*attnum) {
+                            format!(
+                                "substring({} FROM {} FOR {})",
+                                column_name(*attnum),
+                                pgshard_core::envelope::TAG_SQL_FROM,
+                                pgshard_core::envelope::TAG_LEN
+                            )
+                        } else {
+                            first_text(
+                                "SELECT pg_get_indexdef($1, $2, false)",
+                                &[oid.into(), (position as i32 + 1).into()],
+                            )
+                            .unwrap_or_default()
+                        }
+                    })
+                    .collect();
+                let included = keys[key_count as usize..].iter().map(|a| column_name(*a)).collect();
+                TagIndex {
+                    oid,
+                    constraint,
+                    unique,
+                    method,
+                    predicate,
+                    key_columns,
+                    included,
+                }
+            })
+            .collect()
+    }
+}
+
+/// An index over an encrypted column, as its shards have it (see `TableInfo::tag_indexes`).
+struct TagIndex {
+    oid: pg_sys::Oid,
+    /// The primary key or unique constraint it backs.
+    constraint: Option<String>,
+    unique: bool,
+    method: String,
+    predicate: Option<String>,
+    key_columns: Vec<String>,
+    included: Vec<String>,
+}
+
+impl TagIndex {
+    fn shard_ddl(&self, relation: &str) -> String {
+        let mut ddl = format!(
+            "CREATE {}INDEX ON {relation} USING {} ({})",
+            if self.unique { "UNIQUE " } else { "" },
+            quote_ident(&self.method),
+            self.key_columns.join(", ")
+        );
+        if !self.included.is_empty() {
+            ddl.push_str(&format!(" INCLUDE ({})", self.included.join(", ")));
+        }
+        if let Some(predicate) = &self.predicate {
+            ddl.push_str(&format!(" WHERE {predicate}"));
         }
         ddl
     }

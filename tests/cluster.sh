@@ -46,6 +46,18 @@ psql_node() {
   as_pg "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres "$@"
 }
 
+# The coordinator's master key for encrypted columns: 32 random bytes as hex, made once per
+# cluster, readable by the server's user only (pgshard refuses a key file others can read).
+master_key_file() {
+  local file="$DIR/master.key"
+  if [ ! -s "$file" ]; then
+    (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$file")
+  fi
+  chown postgres: "$file" 2>/dev/null || true
+  chmod 600 "$file"
+  echo "$file"
+}
+
 write_config() {
   local name=$1 data=$2 port
   port=$(node_port "$name")
@@ -59,6 +71,7 @@ write_config() {
     echo "logging_collector = off"
     if [ "$name" = coordinator ]; then
       echo "shared_preload_libraries = 'pgshard'"
+      echo "pgshard.key_file = '$(master_key_file)'"
     fi
   } > "$data/pgshard_cluster.conf"
   grep -q "^include_if_exists = 'pgshard_cluster.conf'" "$data/postgresql.conf" ||

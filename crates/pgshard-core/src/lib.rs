@@ -3,6 +3,7 @@
 
 pub mod conninfo;
 pub mod copytext;
+pub mod envelope;
 pub mod layout;
 pub mod sqlstate;
 pub mod twophase;
