@@ -158,3 +158,31 @@ BEGIN
     END LOOP;
 END
 $encryption$;
+
+-- Assignment casts from the types that PostgreSQL itself assigns to the plaintext types, so
+-- that `INSERT … VALUES (1, 42)` works into an encrypted_int8 or encrypted_numeric column.
+CREATE CAST (varchar AS pgshard.encrypted_text) WITH FUNCTION pgshard.encrypt(text) AS ASSIGNMENT;
+DO $casts$
+DECLARE
+    c record;
+BEGIN
+    FOR c IN SELECT * FROM (VALUES
+        ('character', 'text', 'text'),
+        ('smallint', 'int8', 'bigint'), ('integer', 'int8', 'bigint'),
+        ('smallint', 'numeric', 'numeric'), ('integer', 'numeric', 'numeric'),
+        ('bigint', 'numeric', 'numeric'), ('real', 'numeric', 'numeric'),
+        ('double precision', 'numeric', 'numeric'),
+        ('date', 'timestamptz', 'timestamp with time zone'),
+        ('timestamp without time zone', 'timestamptz', 'timestamp with time zone'))
+        AS v(source, suffix, base)
+    LOOP
+        EXECUTE format($sql$
+            CREATE FUNCTION pgshard.encrypted_%2$s(%1$s) RETURNS pgshard.encrypted_%2$s
+                STABLE STRICT PARALLEL SAFE LANGUAGE sql
+                AS 'SELECT pgshard.encrypt($1::%3$s)';
+            CREATE CAST (%1$s AS pgshard.encrypted_%2$s)
+                WITH FUNCTION pgshard.encrypted_%2$s(%1$s) AS ASSIGNMENT;
+        $sql$, c.source, c.suffix, c.base);
+    END LOOP;
+END
+$casts$;

@@ -11,6 +11,8 @@
 #   PGSHARD_WORKERS      number of workers (default 2)
 #   PGSHARD_CLUSTER_DIR  where the data directories live (default /tmp/pgshard-cluster-$PORT)
 #   PGSHARD_EXTRA_HBA    extra pg_hba.conf lines for the workers, placed before the trust rules
+#   PGSHARD_MASTER_KEY_HEX  the coordinator's master key (64 hex digits) when the cluster is
+#                        created (default: random)
 set -euo pipefail
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -46,12 +48,18 @@ psql_node() {
   as_pg "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres "$@"
 }
 
-# The coordinator's master key for encrypted columns: 32 random bytes as hex, made once per
-# cluster, readable by the server's user only (pgshard refuses a key file others can read).
+# The coordinator's master key for encrypted columns: 32 random bytes as hex (or
+# PGSHARD_MASTER_KEY_HEX, which the tests fix so that blind-index tags are stable), made once
+# per cluster, readable by the server's user only (pgshard refuses a key file others can read).
 master_key_file() {
   local file="$DIR/master.key"
   if [ ! -s "$file" ]; then
-    (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$file")
+    (umask 077
+     if [ -n "${PGSHARD_MASTER_KEY_HEX:-}" ]; then
+       printf '%s\n' "$PGSHARD_MASTER_KEY_HEX" > "$file"
+     else
+       head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$file"
+     fi)
   fi
   chown postgres: "$file" 2>/dev/null || true
   chmod 600 "$file"

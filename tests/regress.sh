@@ -14,6 +14,9 @@ export PGSHARD_PORT=${PGSHARD_TEST_PORT:-56432}
 export PGSHARD_WORKERS=${PGSHARD_TEST_WORKERS:-2}
 export PGSHARD_CLUSTER_DIR=${PGSHARD_TEST_CLUSTER_DIR:-/tmp/pgshard-test-$PGSHARD_PORT}
 # A role that must authenticate with a password on the workers, for the auth-failure tests.
+# A fixed master key (a test key, never used elsewhere): blind-index tags in EXPLAIN output are
+# then the same on every run.
+export PGSHARD_MASTER_KEY_HEX=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
 export PGSHARD_EXTRA_HBA="host all regress_password_user 127.0.0.1/32 scram-sha-256"
 
 cluster() { "$HERE/tests/cluster.sh" "$@"; }

@@ -27,6 +27,10 @@ struct DataKeys {
 
 pub struct Keyring {
     path: String,
+    /// The key file as it was read (device, inode, size, mtime): a changed file is read again.
+    file_identity: (u64, u64, u64, i64),
+    /// The local transaction in which the file was last checked.
+    checked_in: u32,
     master: MasterKey,
     index: BlindIndexKey,
     data: Option<DataKeys>,
@@ -107,22 +111,40 @@ pub fn with_keyring<R>(f: impl FnOnce(&mut Keyring) -> R) -> R {
         )
         .raise()
     });
-    let stale = KEYRING.with(|ring| {
+    // The file is checked once per transaction (one stat), not for every value.
+    // SAFETY: MyProc is this backend's own PGPROC, set for the life of a regular backend.
+    let transaction = unsafe { (*pg_sys::MyProc).lxid };
+    let checked = KEYRING.with(|ring| {
         ring.borrow()
             .as_ref()
-            .map_or(true, |ring| ring.path != path)
+            .is_some_and(|ring| ring.path == path && ring.checked_in == transaction)
     });
-    if stale {
-        let master = read_master_key(&path);
-        let index = master.blind_index_key();
-        KEYRING.with(|ring| {
-            *ring.borrow_mut() = Some(Keyring {
-                path,
-                master,
-                index,
-                data: None,
-            })
+    if !checked {
+        let identity = key_file_identity(&path);
+        let unchanged = KEYRING.with(|ring| {
+            let mut ring = ring.borrow_mut();
+            match ring.as_mut() {
+                Some(ring) if ring.path == path && ring.file_identity == identity => {
+                    ring.checked_in = transaction;
+                    true
+                }
+                _ => false,
+            }
         });
+        if !unchanged {
+            let master = read_master_key(&path);
+            let index = master.blind_index_key();
+            KEYRING.with(|ring| {
+                *ring.borrow_mut() = Some(Keyring {
+                    path,
+                    file_identity: identity,
+                    checked_in: transaction,
+                    master,
+                    index,
+                    data: None,
+                })
+            });
+        }
     }
     // Loading data keys runs SPI, which must not happen while the keyring is borrowed.
     let stale = DATA_KEYS_STALE.with(|stale| stale.replace(false));
@@ -136,6 +158,11 @@ pub fn with_keyring<R>(f: impl FnOnce(&mut Keyring) -> R) -> R {
         KEYRING.with(|ring| ring.borrow_mut().as_mut().expect("loaded").data = Some(data));
     }
     KEYRING.with(|ring| f(ring.borrow_mut().as_mut().expect("loaded")))
+}
+
+fn key_file_identity(path: &str) -> (u64, u64, u64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map_or((0, 0, 0, 0), |m| (m.dev(), m.ino(), m.size(), m.mtime_nsec() + m.mtime() * 1_000_000_000))
 }
 
 fn keys_table_oid() -> pg_sys::Oid {

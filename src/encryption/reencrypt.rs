@@ -7,6 +7,7 @@
 //! coordinator decrypting and encrypting the envelopes it reads (tags do not change).
 
 use pgrx::prelude::*;
+use pgrx::PgRelation;
 use pgshard_core::envelope;
 use tokio_postgres::SimpleQueryMessage;
 
@@ -155,7 +156,8 @@ fn rows_to_go(rel: pg_sys::Oid, columns: &[String], current: u32) -> i64 {
 
 /// Starts (or restarts) re-encrypting `rel`: records progress and returns the rows to go.
 #[pg_extern(volatile)]
-fn reencrypt_start(rel: pg_sys::Oid) -> i64 {
+fn reencrypt_start(rel: PgRelation) -> i64 {
+    let rel = rel.oid();
     check_owner(rel);
     let columns = columns_of(rel);
     let current = current_key();
@@ -175,7 +177,8 @@ fn reencrypt_start(rel: pg_sys::Oid) -> i64 {
 /// Rewrites up to `batch_size` rows of `rel` that hold values under an older key; returns how
 /// many it rewrote (0 when none is left).
 #[pg_extern(volatile)]
-fn reencrypt_batch(rel: pg_sys::Oid, batch_size: i32) -> i64 {
+fn reencrypt_batch(rel: PgRelation, batch_size: i32) -> i64 {
+    let rel = rel.oid();
     check_owner(rel);
     if batch_size < 1 {
         PgShardError::new(
@@ -210,7 +213,8 @@ fn reencrypt_batch(rel: pg_sys::Oid, batch_size: i32) -> i64 {
 }
 
 #[pg_extern(volatile)]
-fn reencrypt_finish(rel: pg_sys::Oid) {
+fn reencrypt_finish(rel: PgRelation) {
+    let rel = rel.oid();
     let _superuser = AsSuperuser::enter();
     Spi::run_with_args(
         "UPDATE pgshard.reencrypt_progress SET state = 'done', rows_to_go = 0, updated_at = now() \
