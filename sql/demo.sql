@@ -7,12 +7,14 @@ FROM pgshard.check_workers();
 
 \echo '== Start over if an earlier demo left t_user behind.'
 SET client_min_messages = warning;
-SELECT pgshard.unshard_table('t_user') FROM pgshard.tables WHERE table_name::text = 't_user';
+SELECT pgshard.unshard_table(table_name) FROM pgshard.tables WHERE table_name::text = 't_user';
 DROP TABLE IF EXISTS t_user;
 RESET client_min_messages;
 
 \echo '== t_user: one logical table, 4 shards on 2 workers, placed by SipHash of user_id.'
-CREATE TABLE t_user (user_id bigint PRIMARY KEY, name text NOT NULL, tel text);
+\echo '== tel is encrypted on the coordinator (AES-256-GCM): workers only ever hold ciphertext.'
+CREATE TABLE t_user (user_id bigint PRIMARY KEY, name text NOT NULL, tel pgshard.encrypted_text);
+CREATE INDEX t_user_tel ON t_user USING hash (tel);   -- on the shards: an index on the blind-index tag
 INSERT INTO t_user VALUES (1, 'ann', '+1-555-0100');   -- a row that exists before sharding moves too
 SELECT pgshard.shard_table('t_user', 'user_id', shard_count => 4);
 SELECT * FROM pgshard.tables;
@@ -40,3 +42,17 @@ ORDER BY s.shard_id;
 SELECT user_id, f.shard_id, f.worker FROM t_user, LATERAL pgshard.shard_for('t_user', user_id) f ORDER BY 1;
 \echo '== The coordinator''s own t_user holds no rows:'
 SELECT pg_relation_size('t_user') AS coordinator_bytes;
+
+\echo '== Equality on the encrypted column: the blind-index tag is compared on the workers.'
+SELECT * FROM t_user WHERE tel = '+1-555-0103';
+EXPLAIN (VERBOSE, COSTS OFF) SELECT user_id FROM t_user WHERE tel = '+1-555-0103';
+\echo '== What a worker holds for tel: an envelope (version, key id, tag, nonce, ciphertext).'
+SELECT s.worker, s.shard_name, w.result AS stored_tel
+FROM pgshard.shards s,
+LATERAL pgshard.run_command_on_workers(
+    format('SELECT left(tel::text, 60) || ''...'' FROM %s WHERE user_id = 4', s.shard_name)) w
+WHERE s.table_name = 't_user'::regclass AND w.worker = s.worker
+  AND s.shard_id = (SELECT shard_id FROM pgshard.shard_for('t_user', 4::bigint));
+\echo '== The data keys (wrapped by the master key of pgshard.key_file) and what they protect:'
+SELECT key_id, state FROM pgshard.data_keys ORDER BY key_id;
+SELECT * FROM pgshard.key_usage;
