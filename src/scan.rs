@@ -384,7 +384,7 @@ pub unsafe fn key_pin(
     if pin == KeyPin::AnyOf {
         value_type = pg_sys::get_element_type(value_type);
     }
-    let family = pgshard_core::hashing::KeyFamily::of_type_oid(value_type.to_u32())?;
+    let family = crate::hashing::family_of_type(value_type)?;
     (family == table.key_family).then_some((pin, value))
 }
 

@@ -347,26 +347,8 @@ pub fn open(envelope: &[u8], expected: Kind, key: &DataKey) -> Result<Vec<u8>, E
 }
 
 /// The canonical text of a numeric for its tag: numerically equal values (1.5, 1.50) must have
-/// equal tags, so trailing fractional zeros go. `text` is PostgreSQL's output of the numeric,
-/// which never uses an exponent.
-pub fn canonical_numeric(text: &str) -> String {
-    match text.split_once('.') {
-        None => text.to_string(),
-        Some((whole, fraction)) => {
-            let fraction = fraction.trim_end_matches('0');
-            let canonical = if fraction.is_empty() {
-                whole.to_string()
-            } else {
-                format!("{whole}.{fraction}")
-            };
-            if canonical == "-0" {
-                "0".to_string()
-            } else {
-                canonical
-            }
-        }
-    }
-}
+/// equal tags. The same canonical form as shard-key hashing uses.
+pub use crate::hashing::canonical_numeric;
 
 #[cfg(test)]
 mod tests {

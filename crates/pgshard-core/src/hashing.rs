@@ -26,6 +26,9 @@ pub enum KeyFamily {
     TimestampTz,
     Bool,
     Bytea,
+    /// pgshard's encrypted types: their blind-index tag is hashed, so equal plaintexts land
+    /// together while the coordinator never needs to decrypt to route.
+    Encrypted,
 }
 
 impl KeyFamily {
@@ -58,6 +61,7 @@ impl KeyFamily {
             KeyFamily::TimestampTz => "timestamptz",
             KeyFamily::Bool => "bool",
             KeyFamily::Bytea => "bytea",
+            KeyFamily::Encrypted => "encrypted",
         }
     }
 
@@ -73,6 +77,7 @@ impl KeyFamily {
             KeyFamily::TimestampTz => 0x07,
             KeyFamily::Bool => 0x08,
             KeyFamily::Bytea => 0x09,
+            KeyFamily::Encrypted => 0x0a,
         }
     }
 }
@@ -95,6 +100,8 @@ pub enum KeyValue<'a> {
     TimestampTz(i64),
     Bool(bool),
     Bytea(&'a [u8]),
+    /// The 16-byte blind-index tag of an encrypted value.
+    EncryptedTag(&'a [u8]),
 }
 
 impl KeyValue<'_> {
@@ -109,6 +116,7 @@ impl KeyValue<'_> {
             KeyValue::TimestampTz(_) => KeyFamily::TimestampTz,
             KeyValue::Bool(_) => KeyFamily::Bool,
             KeyValue::Bytea(_) => KeyFamily::Bytea,
+            KeyValue::EncryptedTag(_) => KeyFamily::Encrypted,
         }
     }
 
@@ -124,7 +132,7 @@ impl KeyValue<'_> {
             KeyValue::Numeric(text) => out.extend_from_slice(canonical_numeric(text).as_bytes()),
             KeyValue::Date(days) => out.extend_from_slice(&days.to_be_bytes()),
             KeyValue::Bool(b) => out.push(u8::from(*b)),
-            KeyValue::Bytea(bytes) => out.extend_from_slice(bytes),
+            KeyValue::Bytea(bytes) | KeyValue::EncryptedTag(bytes) => out.extend_from_slice(bytes),
         }
         out
     }
