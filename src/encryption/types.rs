@@ -93,12 +93,17 @@ unsafe fn datum_of(kind: Kind, plain: &[u8]) -> pg_sys::Datum {
 /// `datum` must be a non-null value of the kind's plaintext type.
 pub unsafe fn encrypt_datum(kind: Kind, datum: pg_sys::Datum) -> pg_sys::Datum {
     let (plain, canonical) = plaintext_of(kind, datum);
-    let sealed = with_keyring(|ring| {
-        let tag = ring.tag(kind, canonical.as_deref().unwrap_or(&plain));
+    bytes_datum(&seal_plaintext(kind, &plain, canonical.as_deref()))
+}
+
+/// The envelope of a plaintext under the current data key (its tag from `canonical` when the
+/// canonical form differs).
+fn seal_plaintext(kind: Kind, plain: &[u8], canonical: Option<&[u8]>) -> Vec<u8> {
+    with_keyring(|ring| {
+        let tag = ring.tag(kind, canonical.unwrap_or(plain));
         let (key_id, key) = ring.current(kind);
-        envelope::seal(kind, key_id, key, tag, &plain)
-    });
-    bytes_datum(&sealed)
+        envelope::seal(kind, key_id, key, tag, plain)
+    })
 }
 
 /// The plaintext of an envelope of `kind`, authenticated.
@@ -166,6 +171,11 @@ unsafe fn type_in(kind: Kind, fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum
         let text = CStr::from_ptr(input).to_string_lossy();
         return bytes_datum(&envelope_from_text(kind, &text));
     }
+    if kind == Kind::Text {
+        // text's input function copies the string as it is.
+        let plain = CStr::from_ptr(input).to_bytes();
+        return bytes_datum(&seal_plaintext(kind, plain, None));
+    }
     let mut func = pg_sys::InvalidOid;
     let mut ioparam = pg_sys::InvalidOid;
     pg_sys::getTypeInputInfo(base_type_oid(kind), &mut func, &mut ioparam);
@@ -181,6 +191,13 @@ unsafe fn type_out(kind: Kind, fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datu
         return pg_sys::Datum::from(pg_sys::pstrdup(text.as_ptr()));
     }
     let plain = decrypt(kind, sealed);
+    if kind == Kind::Text {
+        // text's output function copies the string as it is.
+        let text = std::ffi::CString::new(plain).unwrap_or_else(|_| {
+            value_error(Some(kind), &EnvelopeError::Tampered).raise()
+        });
+        return pg_sys::Datum::from(pg_sys::pstrdup(text.as_ptr()));
+    }
     let mut func = pg_sys::InvalidOid;
     let mut varlena = false;
     pg_sys::getTypeOutputInfo(base_type_oid(kind), &mut func, &mut varlena);
