@@ -342,24 +342,13 @@ impl Deparser {
                     out.push("NULL::bytea[]");
                     return true;
                 }
-                let array = pg_sys::pg_detoast_datum((*c).constvalue.cast_mut_ptr())
-                    as *mut pg_sys::ArrayType;
-                let element = (*array).elemtype;
-                let (mut len, mut byval, mut align) = (0i16, false, 0 as std::ffi::c_char);
-                pg_sys::get_typlenbyvalalign(element, &mut len, &mut byval, &mut align);
-                let mut values: *mut pg_sys::Datum = std::ptr::null_mut();
-                let mut nulls: *mut bool = std::ptr::null_mut();
-                let mut count = 0;
-                pg_sys::deconstruct_array(
-                    array, element, len as i32, byval, align, &mut values, &mut nulls, &mut count,
-                );
-                let tags: Vec<String> = (0..count as usize)
-                    .map(|i| {
-                        if *nulls.add(i) {
-                            "NULL".to_string()
-                        } else {
-                            encryption::bytea_literal(&encryption::datum_tag(*values.add(i)))
-                        }
+                let element = pg_sys::get_element_type((*c).consttype);
+                // NULL elements stay: `<> ALL` with a NULL element is never true.
+                let tags: Vec<String> = crate::scan::array_elements((*c).constvalue, element)
+                    .into_iter()
+                    .map(|value| match value {
+                        None => "NULL".to_string(),
+                        Some(value) => encryption::bytea_literal(&encryption::datum_tag(value)),
                     })
                     .collect();
                 out.push(&format!("ARRAY[{}]::bytea[]", tags.join(", ")));

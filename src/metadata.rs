@@ -130,13 +130,16 @@ fn invalidate_metadata(table_oid: pg_sys::Oid) {
 
 /// Registers the relcache callback; called from `_PG_init`.
 pub fn register_invalidation() {
+    register_relcache_callback(on_relcache_invalidation);
+}
+
+/// A relcache invalidation callback: called with the relation's oid (InvalidOid: all of them).
+pub type RelcacheCallback = unsafe extern "C-unwind" fn(pg_sys::Datum, pg_sys::Oid);
+
+/// Registers a per-backend cache's relcache callback; called from `_PG_init`.
+pub fn register_relcache_callback(callback: RelcacheCallback) {
     // SAFETY: registering a callback with a static function is what the API is for.
-    unsafe {
-        pg_sys::CacheRegisterRelcacheCallback(
-            Some(on_relcache_invalidation),
-            pg_sys::Datum::from(0),
-        )
-    }
+    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(callback), pg_sys::Datum::from(0)) }
 }
 
 #[pg_guard]

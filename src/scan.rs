@@ -664,8 +664,10 @@ pub unsafe fn pruned_shards(
                 KeyPin::Equals => vec![crate::hashing::hash_datum(datum, value_type)],
                 KeyPin::AnyOf => {
                     let element = pg_sys::get_element_type(value_type);
+                    // NULL elements never equal a key.
                     array_elements(datum, element)
                         .into_iter()
+                        .flatten()
                         .map(|d| crate::hashing::hash_datum(d, element))
                         .collect()
                 }
@@ -681,11 +683,11 @@ pub unsafe fn pruned_shards(
     selected
 }
 
-/// The non-null elements of an array datum (NULL elements never equal a key).
+/// The elements of an array datum, `None` for NULL elements.
 pub unsafe fn array_elements(
     array: pg_sys::Datum,
     element_type: pg_sys::Oid,
-) -> Vec<pg_sys::Datum> {
+) -> Vec<Option<pg_sys::Datum>> {
     let array = pg_sys::pg_detoast_datum(array.cast_mut_ptr()) as *mut pg_sys::ArrayType;
     let (mut len, mut byval, mut align) = (0i16, false, 0 as c_char);
     pg_sys::get_typlenbyvalalign(element_type, &mut len, &mut byval, &mut align);
@@ -703,8 +705,7 @@ pub unsafe fn array_elements(
         &mut count,
     );
     (0..count as usize)
-        .filter(|&i| !*nulls.add(i))
-        .map(|i| *values.add(i))
+        .map(|i| (!*nulls.add(i)).then(|| *values.add(i)))
         .collect()
 }
 

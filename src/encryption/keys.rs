@@ -49,13 +49,7 @@ const KEY_CREATION_LOCK: i64 = 0x7067_7368_6172_646b;
 
 /// Registers the relcache callback that drops cached data keys; called from `_PG_init`.
 pub fn register() {
-    // SAFETY: registering a callback with a static function is what the API is for.
-    unsafe {
-        pg_sys::CacheRegisterRelcacheCallback(
-            Some(on_relcache_invalidation),
-            pg_sys::Datum::from(0),
-        )
-    }
+    crate::metadata::register_relcache_callback(on_relcache_invalidation);
 }
 
 #[pg_guard]

@@ -136,11 +136,10 @@ pub fn tag_comparison(function: pg_sys::Oid) -> Option<bool> {
 /// # Safety
 /// `datum` must be a non-null varlena.
 pub unsafe fn datum_tag(datum: pg_sys::Datum) -> [u8; envelope::TAG_LEN] {
-    let detoasted = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
-    types::tag_of(pgrx::varlena::varlena_to_byte_slice(detoasted))
+    types::tag_of(datum_bytes(datum))
 }
 
-/// The envelope bytes of a datum of an encrypted type.
+/// The bytes of a varlena datum (an envelope, or a text or bytea plaintext), detoasted.
 ///
 /// # Safety
 /// `datum` must be a non-null varlena.

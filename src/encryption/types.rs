@@ -29,9 +29,7 @@ fn base_type_oid(kind: Kind) -> pg_sys::Oid {
 /// # Safety
 /// Argument `n` must be a non-null varlena.
 unsafe fn arg_bytes<'a>(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> &'a [u8] {
-    let datum = pg_getarg_datum_raw(fcinfo, n);
-    let detoasted = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
-    pgrx::varlena::varlena_to_byte_slice(detoasted)
+    super::datum_bytes(pg_getarg_datum_raw(fcinfo, n))
 }
 
 fn bytes_datum(bytes: &[u8]) -> pg_sys::Datum {
@@ -45,10 +43,7 @@ fn bytes_datum(bytes: &[u8]) -> pg_sys::Datum {
 /// `datum` must be a non-null value of the kind's plaintext type.
 unsafe fn plaintext_of(kind: Kind, datum: pg_sys::Datum) -> (Vec<u8>, Option<Vec<u8>>) {
     match kind {
-        Kind::Text | Kind::Bytea => {
-            let detoasted = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
-            (pgrx::varlena::varlena_to_byte_slice(detoasted).to_vec(), None)
-        }
+        Kind::Text | Kind::Bytea => (super::datum_bytes(datum).to_vec(), None),
         Kind::Int8 | Kind::TimestampTz => ((datum.value() as i64).to_be_bytes().to_vec(), None),
         Kind::Numeric => {
             let mut output = pg_sys::InvalidOid;
