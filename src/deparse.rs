@@ -246,8 +246,20 @@ impl Deparser {
                     ")::{}",
                     type_sql((*r).resulttype, (*r).resulttypmod)
                 ));
-                true
+                // `x COLLATE "C"` is a relabelling to another collation.
+                let from = pg_sys::exprCollation((*r).arg as *mut pg_sys::Node);
+                from == (*r).resultcollid || self.collate((*r).resultcollid, out)
             }
+            pg_sys::NodeTag::T_CollateExpr => {
+                let c = node as *mut pg_sys::CollateExpr;
+                out.push("(");
+                if !self.expr((*c).arg as *mut pg_sys::Node, out) {
+                    return false;
+                }
+                out.push(")");
+                self.collate((*c).collOid, out)
+            }
+            pg_sys::NodeTag::T_Aggref => self.aggregate(node as *mut pg_sys::Aggref, out),
             pg_sys::NodeTag::T_ArrayExpr => {
                 let a = node as *mut pg_sys::ArrayExpr;
                 if !builtin((*a).array_typeid) || (*a).multidims {
@@ -262,6 +274,90 @@ impl Deparser {
             }
             _ => false,
         }
+    }
+
+    /// A built-in aggregate call, with DISTINCT, ORDER BY and FILTER. An encrypted argument is
+    /// only counted (its envelope is not its value): `count(DISTINCT x)` counts distinct tags.
+    unsafe fn aggregate(&self, a: *mut pg_sys::Aggref, out: &mut Sql) -> bool {
+        if !builtin((*a).aggfnoid)
+            || (*a).aggkind as u8 != b'n'
+            || (*a).agglevelsup != 0
+            || (*a).aggvariadic
+            || !(*a).aggdirectargs.is_null()
+        {
+            return false;
+        }
+        let name = cstr(pg_sys::get_func_name((*a).aggfnoid));
+        if !orders_alike_everywhere((*a).inputcollid)
+            && !pgshard_core::combine::collation_free(&name)
+        {
+            return false;
+        }
+        out.push(&format!("pg_catalog.{}(", quote_ident(&name)));
+        if (*a).aggstar {
+            out.push("*");
+        } else {
+            if !(*a).aggdistinct.is_null() {
+                out.push("DISTINCT ");
+            }
+            let args: Vec<*mut pg_sys::TargetEntry> = list_pointers((*a).args)
+                .into_iter()
+                .map(|e| e as *mut pg_sys::TargetEntry)
+                .filter(|e| !(**e).resjunk)
+                .collect();
+            for (i, entry) in args.iter().enumerate() {
+                if i > 0 {
+                    out.push(", ");
+                }
+                let arg = (**entry).expr as *mut pg_sys::Node;
+                let pushed = if encryption::kind_of_type(pg_sys::exprType(arg)).is_some() {
+                    name == "count"
+                        && if (*a).aggdistinct.is_null() {
+                            self.expr(arg, out)
+                        } else {
+                            self.tag(arg, out)
+                        }
+                } else {
+                    self.expr(arg, out)
+                };
+                if !pushed {
+                    return false;
+                }
+            }
+            for (i, clause) in list_pointers((*a).aggorder).into_iter().enumerate() {
+                let clause = clause as *mut pg_sys::SortGroupClause;
+                let entry = pg_sys::get_sortgroupref_tle((*clause).tleSortGroupRef, (*a).args);
+                let expr = (*entry).expr as *mut pg_sys::Node;
+                let Some(direction) = sort_direction(clause, expr) else {
+                    return false;
+                };
+                out.push(if i == 0 { " ORDER BY " } else { ", " });
+                if !self.expr(expr, out) {
+                    return false;
+                }
+                out.push(&direction);
+            }
+        }
+        out.push(")");
+        if !(*a).aggfilter.is_null() {
+            out.push(" FILTER (WHERE ");
+            if !self.expr((*a).aggfilter as *mut pg_sys::Node, out) {
+                return false;
+            }
+            out.push(")");
+        }
+        true
+    }
+
+    /// ` COLLATE …` for the collations every server has alike; `false` for the others.
+    fn collate(&self, collation: pg_sys::Oid, out: &mut Sql) -> bool {
+        let name = match collation.to_u32() {
+            C_COLLATION_OID => "C",
+            POSIX_COLLATION_OID => "POSIX",
+            _ => return false,
+        };
+        out.push(&format!(" COLLATE pg_catalog.\"{name}\""));
+        true
     }
 
     unsafe fn list(&self, list: *mut pg_sys::List, separator: &str, out: &mut Sql) -> bool {
@@ -495,6 +591,40 @@ unsafe fn collation_safe(collation: pg_sys::Oid, function: pg_sys::Oid, equality
 pub fn orders_alike_everywhere(collation: pg_sys::Oid) -> bool {
     let c = collation.to_u32();
     c == 0 || c == C_COLLATION_OID || c == POSIX_COLLATION_OID
+}
+
+/// ` ASC NULLS LAST` and the like for a sort clause over `expr`, when a worker sorts the same:
+/// the type's default ordering operators, no locale-dependent collation, no user-defined order
+/// (the encrypted types' order decrypts, which only the coordinator can do).
+///
+/// # Safety
+/// `clause` and `expr` must be valid.
+pub unsafe fn sort_direction(
+    clause: *mut pg_sys::SortGroupClause,
+    expr: *mut pg_sys::Node,
+) -> Option<String> {
+    if !orders_alike_everywhere(pg_sys::exprCollation(expr))
+        || (*clause).sortop.to_u32() >= FIRST_NORMAL_OBJECT_ID
+    {
+        return None;
+    }
+    let types = pg_sys::lookup_type_cache(
+        pg_sys::exprType(expr),
+        (pg_sys::TYPECACHE_LT_OPR | pg_sys::TYPECACHE_GT_OPR) as i32,
+    );
+    let direction = if (*clause).sortop == (*types).lt_opr {
+        "ASC"
+    } else if (*clause).sortop == (*types).gt_opr {
+        "DESC"
+    } else {
+        return None;
+    };
+    let nulls = if (*clause).nulls_first {
+        "FIRST"
+    } else {
+        "LAST"
+    };
+    Some(format!(" {direction} NULLS {nulls}"))
 }
 
 /// A type as SQL, e.g. `character varying(10)`.

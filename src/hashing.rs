@@ -48,16 +48,17 @@ pub fn hash_datum(datum: pg_sys::Datum, type_oid: pg_sys::Oid) -> i64 {
                 let bytes = <&[u8]>::from_datum(datum, false).expect("non-null bytea");
                 KeyValue::Bytea(bytes).hash()
             }
-            KeyFamily::Encrypted => KeyValue::EncryptedTag(&crate::encryption::datum_tag(datum)).hash(),
+            KeyFamily::Encrypted => {
+                KeyValue::EncryptedTag(&crate::encryption::datum_tag(datum)).hash()
+            }
         }
     }
 }
 
 /// The hash family of a type, if it can be a shard key.
 pub fn family_of_type(type_oid: pg_sys::Oid) -> Option<KeyFamily> {
-    KeyFamily::of_type_oid(type_oid.to_u32()).or_else(|| {
-        crate::encryption::kind_of_type(type_oid).map(|_| KeyFamily::Encrypted)
-    })
+    KeyFamily::of_type_oid(type_oid.to_u32())
+        .or_else(|| crate::encryption::kind_of_type(type_oid).map(|_| KeyFamily::Encrypted))
 }
 
 /// The hash family of a type, or a clear error naming the supported types.

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use pgrx::prelude::*;
 
+mod aggregate;
 mod deparse;
 mod encryption;
 mod error;
@@ -15,6 +16,7 @@ mod guc;
 mod hashing;
 mod metadata;
 mod modify;
+mod partial;
 mod planner;
 mod recovery;
 mod remote;

@@ -183,6 +183,14 @@ pub fn first_sharded(relation_oids: impl IntoIterator<Item = pg_sys::Oid>) -> Op
     })
 }
 
+/// Whether this database has any sharded table (cheap once the snapshot is loaded).
+pub fn any_sharded() -> bool {
+    if LOADING.with(|loading| *loading.borrow()) || ensure_loaded().is_none() {
+        return false;
+    }
+    SNAPSHOT.with(|s| s.borrow().as_ref().is_some_and(|s| !s.sharded.is_empty()))
+}
+
 /// Loads the snapshot if needed; `None` when the extension does not exist in this database
 /// (then nothing is sharded and nothing is cached, so CREATE EXTENSION is seen at once).
 fn ensure_loaded() -> Option<()> {

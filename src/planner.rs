@@ -9,14 +9,17 @@ use std::ffi::c_char;
 
 use pgrx::prelude::*;
 
+use crate::aggregate;
 use crate::deparse::{list_ints, list_pointers};
 use crate::error::PgShardError;
 use crate::metadata;
 use crate::modify;
+use crate::partial;
 use crate::scan;
 
 static mut PREVIOUS_PLANNER: pg_sys::planner_hook_type = None;
 static mut PREVIOUS_SET_REL_PATHLIST: pg_sys::set_rel_pathlist_hook_type = None;
+static mut PREVIOUS_UPPER_PATHS: pg_sys::create_upper_paths_hook_type = None;
 
 /// Installs the hooks; called from `_PG_init` in the postmaster.
 pub fn install() {
@@ -26,6 +29,8 @@ pub fn install() {
         pg_sys::planner_hook = Some(pgshard_planner);
         PREVIOUS_SET_REL_PATHLIST = pg_sys::set_rel_pathlist_hook;
         pg_sys::set_rel_pathlist_hook = Some(pgshard_set_rel_pathlist);
+        PREVIOUS_UPPER_PATHS = pg_sys::create_upper_paths_hook;
+        pg_sys::create_upper_paths_hook = Some(pgshard_upper_paths);
     }
 }
 
@@ -43,6 +48,22 @@ unsafe extern "C-unwind" fn pgshard_set_rel_pathlist(
 }
 
 #[pg_guard]
+unsafe extern "C-unwind" fn pgshard_upper_paths(
+    root: *mut pg_sys::PlannerInfo,
+    stage: pg_sys::UpperRelationKind::Type,
+    input_rel: *mut pg_sys::RelOptInfo,
+    output_rel: *mut pg_sys::RelOptInfo,
+    extra: *mut std::ffi::c_void,
+) {
+    if let Some(previous) = PREVIOUS_UPPER_PATHS {
+        previous(root, stage, input_rel, output_rel, extra);
+    }
+    if stage == pg_sys::UpperRelationKind::UPPERREL_GROUP_AGG {
+        aggregate::add_grouped_path(root, input_rel, output_rel, extra.cast());
+    }
+}
+
+#[pg_guard]
 unsafe extern "C-unwind" fn pgshard_planner(
     parse: *mut pg_sys::Query,
     query_string: *const c_char,
@@ -56,6 +77,9 @@ unsafe extern "C-unwind" fn pgshard_planner(
             return modify::plan_update_delete(parse, rti, relid);
         }
         conflict = Some(modify::on_conflict_sql(parse, rti, relid));
+    }
+    if metadata::any_sharded() {
+        partial::split_aggregates(parse);
     }
     // (See utility.rs for why the previous hook and the standard planner are two calls.)
     let planned = match PREVIOUS_PLANNER {

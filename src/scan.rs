@@ -69,8 +69,19 @@ static EXEC_METHODS: Methods<pg_sys::CustomExecMethods> = Methods(pg_sys::Custom
 
 /// Cost of starting a remote query; high enough that the planner does not rescan shards in a
 /// nested loop when it can hash or materialize instead.
-const REMOTE_STARTUP_COST: f64 = 1000.0;
-const REMOTE_ROW_COST: f64 = 0.02;
+pub const REMOTE_STARTUP_COST: f64 = 1000.0;
+pub const REMOTE_ROW_COST: f64 = 0.02;
+
+/// The grouped scan (`aggregate.rs`) runs with the same executor methods.
+static GROUPED_SCAN_METHODS: Methods<pg_sys::CustomScanMethods> =
+    Methods(pg_sys::CustomScanMethods {
+        CustomName: c"pgshard aggregate".as_ptr(),
+        CreateCustomScanState: Some(create_scan_state),
+    });
+
+pub fn grouped_scan_methods() -> *const pg_sys::CustomScanMethods {
+    &GROUPED_SCAN_METHODS.0
+}
 
 /// Whether `plan` is a pgshard scan (used by the planner guard).
 pub unsafe fn is_pgshard_scan(plan: *mut pg_sys::Plan) -> bool {
@@ -83,8 +94,11 @@ pub unsafe fn is_pgshard_scan(plan: *mut pg_sys::Plan) -> bool {
 
 /// Registers the scan so that plans holding it can be copied and read back; from `_PG_init`.
 pub fn register() {
-    // SAFETY: registers a static method table under its unique name.
-    unsafe { pg_sys::RegisterCustomScanMethods(&SCAN_METHODS.0) }
+    // SAFETY: registers static method tables under their unique names.
+    unsafe {
+        pg_sys::RegisterCustomScanMethods(&SCAN_METHODS.0);
+        pg_sys::RegisterCustomScanMethods(&GROUPED_SCAN_METHODS.0);
+    }
 }
 
 /// `set_rel_pathlist_hook` body: replaces every path of a sharded table by the pgshard scan.
@@ -231,10 +245,14 @@ unsafe extern "C-unwind" fn plan_scan(
     (*cscan).scan.scanrelid = varno;
     (*cscan).methods = &SCAN_METHODS.0;
 
-    // custom_private: [pins, columns, SQL parts…]; custom_exprs: the SQL holes, then the pins.
+    // custom_private: [relid, marker, pins, columns, at least one shard, SQL parts…];
+    // custom_exprs: the SQL holes, then the pins.
     let header = [
+        relid.to_u32().to_string(),
+        String::new(),
         encode_pins(pins.iter().map(|(p, _)| *p)),
         encode_columns(&columns),
+        String::new(),
     ];
     (*cscan).custom_private =
         strings_to_list(header.into_iter().chain(remote.parts.iter().cloned()));
@@ -288,31 +306,10 @@ unsafe fn pushed_order_and_limit(
         let clause = clause as *mut pg_sys::SortGroupClause;
         let entry = pg_sys::get_sortgroupref_tle((*clause).tleSortGroupRef, (*parse).targetList);
         let expr = (*entry).expr as *mut pg_sys::Node;
-        // A user-defined order (the encrypted types' order decrypts) exists only here.
-        if !deparse::orders_alike_everywhere(pg_sys::exprCollation(expr))
-            || (*clause).sortop.to_u32() >= pg_sys::FirstNormalObjectId
-        {
-            return None;
-        }
-        let types = pg_sys::lookup_type_cache(
-            pg_sys::exprType(expr),
-            (pg_sys::TYPECACHE_LT_OPR | pg_sys::TYPECACHE_GT_OPR) as i32,
-        );
-        let direction = if (*clause).sortop == (*types).lt_opr {
-            "ASC"
-        } else if (*clause).sortop == (*types).gt_opr {
-            "DESC"
-        } else {
-            return None;
-        };
+        let direction = deparse::sort_direction(clause, expr)?;
         sql.push(if i == 0 { " ORDER BY " } else { ", " });
         sql.append(deparser.deparse(expr)?);
-        let nulls = if (*clause).nulls_first {
-            "FIRST"
-        } else {
-            "LAST"
-        };
-        sql.push(&format!(" {direction} NULLS {nulls}"));
+        sql.push(&direction);
     }
     if (*parse).limitOption == pg_sys::LimitOption::LIMIT_OPTION_WITH_TIES {
         sql.push(&format!(" FETCH FIRST {limit} ROWS WITH TIES"));
@@ -527,9 +524,16 @@ struct ScanExec {
     table: Rc<ShardedTable>,
     pins: Vec<KeyPin>,
     columns: Vec<i16>,
-    /// What the remote queries select: the columns, or NULL when none is needed (count(*)).
+    /// What the remote queries of a table scan select: the columns, or NULL when none is
+    /// needed.
     select_list: String,
+    /// The SQL after the shard's name (table scans), or all of it with the shard's name at
+    /// hole `marker` (grouped scans).
     parts: Vec<String>,
+    marker: Option<usize>,
+    /// Query one shard even when the filters select none (an aggregate without GROUP BY
+    /// returns a row over no rows).
+    at_least_one: bool,
     /// ExprStates of the SQL holes, then of the pins' values.
     values: Vec<*mut pg_sys::ExprState>,
     value_nodes: Vec<*mut pg_sys::Node>,
@@ -547,7 +551,8 @@ unsafe extern "C-unwind" fn begin_scan(
 ) {
     let node = node as *mut ScanNode;
     let cscan = (*node).css.ss.ps.plan as *mut pg_sys::CustomScan;
-    let relid = (*(*node).css.ss.ss_currentRelation).rd_id;
+    let strings = list_to_strings((*cscan).custom_private);
+    let relid = pg_sys::Oid::from(strings[0].parse::<u32>().expect("relid in plan"));
     let table = metadata::sharded_table(relid).unwrap_or_else(|| {
         PgShardError::new(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -556,15 +561,22 @@ unsafe extern "C-unwind" fn begin_scan(
         .hint("Run the statement again.")
         .raise()
     });
-    let strings = list_to_strings((*cscan).custom_private);
-    let (pins, columns, parts) = (
-        decode_pins(&strings[0]),
-        decode_columns(&strings[1]),
-        &strings[2..],
+    let (marker, pins, columns, at_least_one, parts) = (
+        strings[1].parse::<usize>().ok(),
+        decode_pins(&strings[2]),
+        decode_columns(&strings[3]),
+        !strings[4].is_empty(),
+        &strings[5..],
     );
     let (values, value_nodes) = init_expressions((*cscan).custom_exprs, &mut (*node).css.ss.ps);
-    let decoder = column_decoder((*(*node).css.ss.ss_currentRelation).rd_att, &columns);
-    let select_list = if columns.is_empty() {
+    // The scan row: the table's row type, or the grouped scan's columns.
+    let decoder = column_decoder(
+        (*(*node).css.ss.ss_ScanTupleSlot).tts_tupleDescriptor,
+        &columns,
+    );
+    let select_list = if marker.is_some() {
+        String::new()
+    } else if columns.is_empty() {
         "NULL".to_string()
     } else {
         column_names(relid, &columns)
@@ -575,6 +587,8 @@ unsafe extern "C-unwind" fn begin_scan(
         columns,
         select_list,
         parts: parts.to_vec(),
+        marker,
+        at_least_one,
         values,
         value_nodes,
         decoder,
@@ -598,16 +612,18 @@ pub unsafe fn evaluate(
 impl ScanExec {
     /// The shards to query and their SQL, from the current parameter values.
     unsafe fn tasks(&self, econtext: *mut pg_sys::ExprContext) -> Vec<Task> {
-        let holes = self.parts.len() - 1;
+        let holes = self.values.len() - self.pins.len();
         let rendered = render_values(&self.values[..holes], &self.value_nodes[..holes], econtext);
-        let filter = Sql::render(&self.parts, |i| rendered[i].clone());
-        let selected = pruned_shards(
+        let mut selected = pruned_shards(
             &self.table,
             &self.pins,
             &self.values[holes..],
             &self.value_nodes[holes..],
             econtext,
         );
+        if self.at_least_one && !selected.contains(&true) {
+            selected[0] = true;
+        }
         self.table
             .shards
             .iter()
@@ -615,13 +631,26 @@ impl ScanExec {
             .filter(|(_, s)| *s)
             .map(|(shard, _)| Task {
                 shard: shard.clone(),
-                sql: format!(
-                    "SELECT {} FROM {}{filter}",
-                    self.select_list, shard.relation
-                ),
+                sql: self.sql(|i| rendered[i].clone(), &shard.relation),
                 rows: 0,
             })
             .collect()
+    }
+
+    /// The remote SQL with hole `i` filled by `value(i)`, on shard table `relation`.
+    fn sql(&self, value: impl Fn(usize) -> String, relation: &str) -> String {
+        match self.marker {
+            None => format!(
+                "SELECT {} FROM {relation}{}",
+                self.select_list,
+                Sql::render(&self.parts, value)
+            ),
+            Some(marker) => Sql::render(&self.parts, |i| match i.cmp(&marker) {
+                std::cmp::Ordering::Less => value(i),
+                std::cmp::Ordering::Equal => relation.to_string(),
+                std::cmp::Ordering::Greater => value(i - 1),
+            }),
+        }
     }
 }
 
@@ -798,7 +827,12 @@ unsafe extern "C-unwind" fn explain_scan(
             "Shards",
             &format!("{shards} (pruned when the statement runs)"),
         );
-        let template = Sql::render(&state.parts, |i| format!("${{{}}}", i + 1));
+        let hole = |i: usize| format!("${{{}}}", i + 1);
+        if state.marker.is_some() {
+            property("Remote SQL", &state.sql(hole, "<shard>"));
+            return;
+        }
+        let template = Sql::render(&state.parts, hole);
         property(
             "Remote Filter",
             if template.is_empty() {

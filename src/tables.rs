@@ -593,7 +593,10 @@ impl TableInfo {
              WHERE conrelid = $1 AND contype IN ('c', 'p', 'u') ORDER BY contype, conname",
         ) {
             // A key over an encrypted column becomes a unique index on its tag (below).
-            if tag_indexes.iter().any(|index| index.constraint.as_deref() == Some(&name)) {
+            if tag_indexes
+                .iter()
+                .any(|index| index.constraint.as_deref() == Some(&name))
+            {
                 continue;
             }
             // Constraints backed by an index name that index, and index names are unique per
@@ -618,7 +621,10 @@ impl TableInfo {
                (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid AND c.conrelid = $1) \
              ORDER BY x.indexrelid",
         ) {
-            if tag_indexes.iter().any(|i| i.oid.to_u32().to_string() == index) {
+            if tag_indexes
+                .iter()
+                .any(|i| i.oid.to_u32().to_string() == index)
+            {
                 continue;
             }
             let rewritten = layout::rewrite_index_definition(
@@ -688,45 +694,52 @@ impl TableInfo {
         };
         let column_name = |attnum: i16| -> String {
             // SAFETY: catalog lookup of a column of this table.
-            quote_ident(&cstr(unsafe { pg_sys::get_attname(self.oid, attnum, false) }))
+            quote_ident(&cstr(unsafe {
+                pg_sys::get_attname(self.oid, attnum, false)
+            }))
         };
         indexes
             .into_iter()
             .filter(|(_, _, _, _, _, keys, key_count)| {
                 keys[..*key_count as usize].iter().any(|a| encrypted(*a))
             })
-            .map(|(oid, constraint, unique, method, predicate, keys, key_count)| {
-                let key_columns = keys[..key_count as usize]
-                    .iter()
-                    .enumerate()
-                    .map(|(position, attnum)| {
-                        if encrypted(*attnum) {
-                            format!(
-                                "substring({} FROM {} FOR {})",
-                                column_name(*attnum),
-                                pgshard_core::envelope::TAG_SQL_FROM,
-                                pgshard_core::envelope::TAG_LEN
-                            )
-                        } else {
-                            first_text(
-                                "SELECT pg_get_indexdef($1, $2, false)",
-                                &[oid.into(), (position as i32 + 1).into()],
-                            )
-                            .unwrap_or_default()
-                        }
-                    })
-                    .collect();
-                let included = keys[key_count as usize..].iter().map(|a| column_name(*a)).collect();
-                TagIndex {
-                    oid,
-                    constraint,
-                    unique,
-                    method,
-                    predicate,
-                    key_columns,
-                    included,
-                }
-            })
+            .map(
+                |(oid, constraint, unique, method, predicate, keys, key_count)| {
+                    let key_columns = keys[..key_count as usize]
+                        .iter()
+                        .enumerate()
+                        .map(|(position, attnum)| {
+                            if encrypted(*attnum) {
+                                format!(
+                                    "substring({} FROM {} FOR {})",
+                                    column_name(*attnum),
+                                    pgshard_core::envelope::TAG_SQL_FROM,
+                                    pgshard_core::envelope::TAG_LEN
+                                )
+                            } else {
+                                first_text(
+                                    "SELECT pg_get_indexdef($1, $2, false)",
+                                    &[oid.into(), (position as i32 + 1).into()],
+                                )
+                                .unwrap_or_default()
+                            }
+                        })
+                        .collect();
+                    let included = keys[key_count as usize..]
+                        .iter()
+                        .map(|a| column_name(*a))
+                        .collect();
+                    TagIndex {
+                        oid,
+                        constraint,
+                        unique,
+                        method,
+                        predicate,
+                        key_columns,
+                        included,
+                    }
+                },
+            )
             .collect()
     }
 }

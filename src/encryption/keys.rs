@@ -142,8 +142,8 @@ pub fn with_keyring<R>(f: impl FnOnce(&mut Keyring) -> R) -> R {
     }
     // Loading data keys runs SPI, which must not happen while the keyring is borrowed.
     let stale = DATA_KEYS_STALE.with(|stale| stale.replace(false));
-    let loaded = !stale
-        && KEYRING.with(|ring| ring.borrow().as_ref().is_some_and(|r| r.data.is_some()));
+    let loaded =
+        !stale && KEYRING.with(|ring| ring.borrow().as_ref().is_some_and(|r| r.data.is_some()));
     if !loaded {
         let data = KEYRING.with(|ring| {
             let ring = ring.borrow();
@@ -156,7 +156,14 @@ pub fn with_keyring<R>(f: impl FnOnce(&mut Keyring) -> R) -> R {
 
 fn key_file_identity(path: &str) -> (u64, u64, u64, i64) {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).map_or((0, 0, 0, 0), |m| (m.dev(), m.ino(), m.size(), m.mtime_nsec() + m.mtime() * 1_000_000_000))
+    std::fs::metadata(path).map_or((0, 0, 0, 0), |m| {
+        (
+            m.dev(),
+            m.ino(),
+            m.size(),
+            m.mtime_nsec() + m.mtime() * 1_000_000_000,
+        )
+    })
 }
 
 fn keys_table_oid() -> pg_sys::Oid {
@@ -219,7 +226,9 @@ pub fn value_error(kind: Option<Kind>, cause: &EnvelopeError) -> PgShardError {
 
 impl Keyring {
     fn data(&mut self) -> &mut DataKeys {
-        self.data.as_mut().expect("with_keyring loads the data keys")
+        self.data
+            .as_mut()
+            .expect("with_keyring loads the data keys")
     }
 
     pub fn tag(&self, kind: Kind, canonical: &[u8]) -> [u8; envelope::TAG_LEN] {

@@ -20,7 +20,11 @@ use pgshard_core::envelope::{self, Kind};
 
 use crate::error::PgShardError;
 
-extension_sql_file!("../../sql/encryption.sql", name = "encryption", requires = ["catalog"]);
+extension_sql_file!(
+    "../../sql/encryption.sql",
+    name = "encryption",
+    requires = ["catalog"]
+);
 
 thread_local! {
     static KINDS: RefCell<HashMap<pg_sys::Oid, Option<Kind>>> = RefCell::new(HashMap::new());
@@ -109,7 +113,6 @@ fn shard_column_type(type_oid: pg_sys::Oid, typmod: i32) -> String {
     }
     crate::deparse::type_sql(type_oid, typmod)
 }
-
 
 /// A bytea literal.
 pub fn bytea_literal(bytes: &[u8]) -> String {

@@ -44,7 +44,12 @@ COMMENT ON PROCEDURE pgshard.reencrypt(regclass, integer) IS
   'Rewrites the encrypted values of a table under the current data key, committing after each batch';
 "#,
     name = "reencrypt_procedure",
-    requires = ["encryption", reencrypt_start, reencrypt_batch, reencrypt_finish]
+    requires = [
+        "encryption",
+        reencrypt_start,
+        reencrypt_batch,
+        reencrypt_finish
+    ]
 );
 
 /// The table's encrypted columns (quoted), or an error when it has none.
@@ -70,7 +75,10 @@ fn check_owner(rel: pg_sys::Oid) {
     if !owner {
         PgShardError::new(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!("must be owner of table {} to re-encrypt it", qualified_name(rel)),
+            format!(
+                "must be owner of table {} to re-encrypt it",
+                qualified_name(rel)
+            ),
         )
         .raise()
     }
@@ -111,13 +119,17 @@ fn on_shard(shard: &Shard, sql: &str) -> Vec<Vec<Option<String>>> {
         .into_iter()
         .next()
         .expect("one script")
-        .unwrap_or_else(|e| crate::remote::query_error(&e).raise_for(&shard.worker.name, "re-encrypt on"));
+        .unwrap_or_else(|e| {
+            crate::remote::query_error(&e).raise_for(&shard.worker.name, "re-encrypt on")
+        });
     messages
         .into_iter()
         .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => {
-                Some((0..row.len()).map(|i| row.get(i).map(str::to_owned)).collect())
-            }
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_owned))
+                    .collect(),
+            ),
             _ => None,
         })
         .collect()

@@ -66,9 +66,11 @@ unsafe fn datum_of(kind: Kind, plain: &[u8]) -> pg_sys::Datum {
     match kind {
         Kind::Text | Kind::Bytea => bytes_datum(plain),
         Kind::Int8 | Kind::TimestampTz => {
-            let value = i64::from_be_bytes(plain.try_into().unwrap_or_else(|_| {
-                value_error(Some(kind), &EnvelopeError::Tampered).raise()
-            }));
+            let value = i64::from_be_bytes(
+                plain
+                    .try_into()
+                    .unwrap_or_else(|_| value_error(Some(kind), &EnvelopeError::Tampered).raise()),
+            );
             pg_sys::Datum::from(value)
         }
         Kind::Numeric => {
@@ -188,9 +190,8 @@ unsafe fn type_out(kind: Kind, fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datu
     let plain = decrypt(kind, sealed);
     if kind == Kind::Text {
         // text's output function copies the string as it is.
-        let text = std::ffi::CString::new(plain).unwrap_or_else(|_| {
-            value_error(Some(kind), &EnvelopeError::Tampered).raise()
-        });
+        let text = std::ffi::CString::new(plain)
+            .unwrap_or_else(|_| value_error(Some(kind), &EnvelopeError::Tampered).raise());
         return pg_sys::Datum::from(pg_sys::pstrdup(text.as_ptr()));
     }
     let mut func = pg_sys::InvalidOid;
@@ -203,9 +204,11 @@ unsafe fn type_recv(kind: Kind, fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Dat
     let buf: *mut pg_sys::StringInfoData = pg_getarg_datum_raw(fcinfo, 0).cast_mut_ptr();
     if guc::envelope_io() {
         let remaining = ((*buf).len - (*buf).cursor) as usize;
-        let bytes =
-            std::slice::from_raw_parts((*buf).data.add((*buf).cursor as usize).cast::<u8>(), remaining)
-                .to_vec();
+        let bytes = std::slice::from_raw_parts(
+            (*buf).data.add((*buf).cursor as usize).cast::<u8>(),
+            remaining,
+        )
+        .to_vec();
         (*buf).cursor = (*buf).len;
         authenticate(kind, &bytes);
         return bytes_datum(&bytes);
@@ -356,11 +359,15 @@ c_function!(pg_finfo_pgshard_encrypted_eq, pgshard_encrypted_eq, |f| {
 c_function!(pg_finfo_pgshard_encrypted_ne, pgshard_encrypted_ne, |f| {
     bool_datum(tag_of(arg_bytes(f, 0)) != tag_of(arg_bytes(f, 1)))
 });
-c_function!(pg_finfo_pgshard_encrypted_hash, pgshard_encrypted_hash, |f| {
-    // The tag is an HMAC: its first bytes are already uniformly distributed.
-    let tag = tag_of(arg_bytes(f, 0));
-    pg_sys::Datum::from(i32::from_be_bytes(tag[..4].try_into().expect("4 bytes")))
-});
+c_function!(
+    pg_finfo_pgshard_encrypted_hash,
+    pgshard_encrypted_hash,
+    |f| {
+        // The tag is an HMAC: its first bytes are already uniformly distributed.
+        let tag = tag_of(arg_bytes(f, 0));
+        pg_sys::Datum::from(i32::from_be_bytes(tag[..4].try_into().expect("4 bytes")))
+    }
+);
 c_function!(pg_finfo_pgshard_encrypted_cmp, pgshard_encrypted_cmp, |f| {
     pg_sys::Datum::from(compare(f) as i32)
 });
@@ -376,33 +383,57 @@ c_function!(pg_finfo_pgshard_encrypted_gt, pgshard_encrypted_gt, |f| {
 c_function!(pg_finfo_pgshard_encrypted_ge, pgshard_encrypted_ge, |f| {
     bool_datum(compare(f).is_ge())
 });
-c_function!(pg_finfo_pgshard_encrypted_key_id, pgshard_encrypted_key_id, |f| {
-    let header = envelope::header(arg_bytes(f, 0)).unwrap_or_else(|e| value_error(None, &e).raise());
-    pg_sys::Datum::from(header.key_id as i32)
-});
-c_function!(pg_finfo_pgshard_encrypted_blind_index, pgshard_encrypted_blind_index, |f| {
-    bytes_datum(&tag_of(arg_bytes(f, 0)))
-});
-c_function!(pg_finfo_pgshard_encrypted_envelope, pgshard_encrypted_envelope, |f| {
-    let sealed = arg_bytes(f, 0);
-    tag_of(sealed);
-    bytes_datum(sealed)
-});
-c_function!(pg_finfo_pgshard_encrypted_reencrypt_value, pgshard_encrypted_reencrypt_value, |f| {
-    match reencrypt(arg_bytes(f, 0)) {
-        Some(sealed) => bytes_datum(&sealed),
-        None => pg_getarg_datum_raw(f, 0),
+c_function!(
+    pg_finfo_pgshard_encrypted_key_id,
+    pgshard_encrypted_key_id,
+    |f| {
+        let header =
+            envelope::header(arg_bytes(f, 0)).unwrap_or_else(|e| value_error(None, &e).raise());
+        pg_sys::Datum::from(header.key_id as i32)
     }
-});
+);
+c_function!(
+    pg_finfo_pgshard_encrypted_blind_index,
+    pgshard_encrypted_blind_index,
+    |f| { bytes_datum(&tag_of(arg_bytes(f, 0))) }
+);
+c_function!(
+    pg_finfo_pgshard_encrypted_envelope,
+    pgshard_encrypted_envelope,
+    |f| {
+        let sealed = arg_bytes(f, 0);
+        tag_of(sealed);
+        bytes_datum(sealed)
+    }
+);
+c_function!(
+    pg_finfo_pgshard_encrypted_reencrypt_value,
+    pgshard_encrypted_reencrypt_value,
+    |f| {
+        match reencrypt(arg_bytes(f, 0)) {
+            Some(sealed) => bytes_datum(&sealed),
+            None => pg_getarg_datum_raw(f, 0),
+        }
+    }
+);
 
 /// The input function of each encrypted type, to recognise the types by what they run.
 pub fn input_functions() -> [(Kind, usize); 5] {
     [
         (Kind::Text, pgshard_encrypted_text_in as *const () as usize),
-        (Kind::Bytea, pgshard_encrypted_bytea_in as *const () as usize),
+        (
+            Kind::Bytea,
+            pgshard_encrypted_bytea_in as *const () as usize,
+        ),
         (Kind::Int8, pgshard_encrypted_int8_in as *const () as usize),
-        (Kind::Numeric, pgshard_encrypted_numeric_in as *const () as usize),
-        (Kind::TimestampTz, pgshard_encrypted_timestamptz_in as *const () as usize),
+        (
+            Kind::Numeric,
+            pgshard_encrypted_numeric_in as *const () as usize,
+        ),
+        (
+            Kind::TimestampTz,
+            pgshard_encrypted_timestamptz_in as *const () as usize,
+        ),
     ]
 }
 

@@ -47,7 +47,12 @@ fn column_usage(table: pg_sys::Oid, column: &str) -> Vec<(i32, i64)> {
         client
             .select(&sql, None, &[])?
             .into_iter()
-            .map(|row| Ok((row.get::<i32>(1)?.unwrap_or_default(), row.get::<i64>(2)?.unwrap_or_default())))
+            .map(|row| {
+                Ok((
+                    row.get::<i32>(1)?.unwrap_or_default(),
+                    row.get::<i64>(2)?.unwrap_or_default(),
+                ))
+            })
             .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
     })
     .unwrap_or_else(|e| spi_failed("could not count encrypted values", e))
@@ -83,7 +88,12 @@ pub fn usage_of_key(key_id: i32) -> Vec<(String, i64)> {
             column_usage(table, &column)
                 .into_iter()
                 .filter(|(k, _)| *k == key_id)
-                .map(move |(_, n)| (format!("{}.{}", qualified_name(table), quote_ident(&column)), n))
+                .map(move |(_, n)| {
+                    (
+                        format!("{}.{}", qualified_name(table), quote_ident(&column)),
+                        n,
+                    )
+                })
         })
         .collect()
 }

@@ -99,7 +99,10 @@ pub enum EnvelopeError {
     Truncated(usize),
     UnknownVersion(u8),
     UnknownKind(u8),
-    WrongKind { found: Kind, expected: Kind },
+    WrongKind {
+        found: Kind,
+        expected: Kind,
+    },
     /// Authentication failed: the value was altered, or its data key is not the one it names.
     Tampered,
 }
@@ -316,7 +319,13 @@ impl MasterKey {
 }
 
 /// Encrypts `plaintext` of `kind` under data key `key_id`, with its blind-index `tag`.
-pub fn seal(kind: Kind, key_id: u32, key: &DataKey, tag: [u8; TAG_LEN], plaintext: &[u8]) -> Vec<u8> {
+pub fn seal(
+    kind: Kind,
+    key_id: u32,
+    key: &DataKey,
+    tag: [u8; TAG_LEN],
+    plaintext: &[u8],
+) -> Vec<u8> {
     let nonce = NONCES.with(|rng| Aes256Gcm::generate_nonce(&mut *rng.borrow_mut()));
     let mut out = Vec::with_capacity(MIN_LEN + plaintext.len());
     out.push(VERSION);
@@ -413,7 +422,10 @@ mod tests {
         );
         let mut relabelled = envelope.clone();
         relabelled[1] = Kind::TimestampTz as u8;
-        assert_eq!(open(&relabelled, Kind::TimestampTz, &key), Err(EnvelopeError::Tampered));
+        assert_eq!(
+            open(&relabelled, Kind::TimestampTz, &key),
+            Err(EnvelopeError::Tampered)
+        );
         assert_eq!(
             open(&envelope[..MIN_LEN - 1], Kind::Int8, &key),
             Err(EnvelopeError::Truncated(MIN_LEN - 1))
@@ -422,7 +434,10 @@ mod tests {
         versioned[0] = 9;
         assert_eq!(header(&versioned), Err(EnvelopeError::UnknownVersion(9)));
         let other = DataKey::generate();
-        assert_eq!(open(&envelope, Kind::Int8, &other), Err(EnvelopeError::Tampered));
+        assert_eq!(
+            open(&envelope, Kind::Int8, &other),
+            Err(EnvelopeError::Tampered)
+        );
     }
 
     #[test]
@@ -430,7 +445,10 @@ mod tests {
         let index = master().blind_index_key();
         assert_eq!(index.tag(Kind::Text, b"ann"), index.tag(Kind::Text, b"ann"));
         assert_ne!(index.tag(Kind::Text, b"ann"), index.tag(Kind::Text, b"bob"));
-        assert_ne!(index.tag(Kind::Text, b"ann"), index.tag(Kind::Bytea, b"ann"));
+        assert_ne!(
+            index.tag(Kind::Text, b"ann"),
+            index.tag(Kind::Bytea, b"ann")
+        );
         let other = MasterKey::from_file_contents(&[8u8; 32]).unwrap();
         assert_ne!(
             other.blind_index_key().tag(Kind::Text, b"ann"),
@@ -443,7 +461,9 @@ mod tests {
     #[test]
     fn blind_index_test_vectors() {
         let key: Vec<u8> = (0u8..32).collect();
-        let index = MasterKey::from_file_contents(&key).unwrap().blind_index_key();
+        let index = MasterKey::from_file_contents(&key)
+            .unwrap()
+            .blind_index_key();
         let hex = |tag: [u8; 16]| tag.iter().map(|b| format!("{b:02x}")).collect::<String>();
         assert_eq!(
             hex(index.tag(Kind::Text, b"+1-555-0100")),

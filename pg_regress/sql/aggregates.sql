@@ -1,0 +1,70 @@
+--
+-- Aggregation on sharded tables: pushed whole to each shard when the grouping includes the
+-- shard key (or the key is pinned), split into per-shard partial aggregates combined on the
+-- coordinator otherwise, and computed on the coordinator when it cannot be split exactly.
+--
+SELECT setval('pgshard.shard_shard_id_seq', 500001, false);
+CREATE TABLE sales (id bigint PRIMARY KEY, region text, qty int, amount numeric(12,2),
+                    weight float8, paid bool, note text);
+SELECT pgshard.shard_table('sales', 'id', shard_count => 4);
+INSERT INTO sales
+SELECT g, (ARRAY['north', 'south', 'east', 'wëst', NULL])[g % 5 + 1],
+       CASE WHEN g % 13 = 0 THEN NULL ELSE g % 17 END,
+       CASE WHEN g % 11 = 0 THEN NULL ELSE (g * 7 % 1000) / 4.0 END,
+       g / 8.0, g % 3 <> 0, 'n' || (g % 4)
+FROM generate_series(1, 2000) g;
+CREATE TABLE sales_local AS SELECT * FROM sales;
+
+-- Pinned to one key: the whole query runs on that key's shard.
+EXPLAIN (COSTS OFF) SELECT count(*), sum(amount) FROM sales WHERE id = 42;
+SELECT count(*), sum(amount) FROM sales WHERE id = 42;
+-- Grouped by the shard key: pushed whole, HAVING included.
+EXPLAIN (COSTS OFF, VERBOSE) SELECT id, sum(qty) FROM sales GROUP BY id HAVING sum(qty) > 15;
+SELECT id, sum(qty) FROM sales GROUP BY id HAVING sum(qty) > 15 ORDER BY id LIMIT 5;
+-- Grouped by another column: each shard computes partial aggregates, the coordinator combines
+-- them (avg as a total sum over a total count).
+EXPLAIN (COSTS OFF, VERBOSE)
+SELECT region, count(*), avg(amount), max(weight) FROM sales GROUP BY region ORDER BY region;
+SELECT region, count(*), avg(amount), max(weight) FROM sales GROUP BY region ORDER BY region;
+SELECT region, count(*), avg(amount), max(weight) FROM sales_local GROUP BY region ORDER BY region;
+-- No grouping at all: one partial row per shard.
+EXPLAIN (COSTS OFF) SELECT count(*), sum(qty), avg(qty), min(note COLLATE "C"), bool_or(paid) FROM sales;
+SELECT count(*), sum(qty), avg(qty), min(note COLLATE "C"), bool_or(paid) FROM sales;
+-- DISTINCT aggregates: the shards group by the argument too.
+EXPLAIN (COSTS OFF) SELECT region, count(DISTINCT qty) FROM sales GROUP BY region;
+SELECT region, count(DISTINCT qty), sum(DISTINCT qty), count(*) FROM sales GROUP BY region ORDER BY 1;
+SELECT region, count(DISTINCT qty), sum(DISTINCT qty), count(*) FROM sales_local GROUP BY region ORDER BY 1;
+-- FILTER, expressions over aggregates, parameters, HAVING on a combined aggregate.
+SELECT paid, count(*) FILTER (WHERE qty > 8) AS big, sum(qty * 2) + 1 AS s, round(avg(weight)::numeric, 6) AS w
+FROM sales GROUP BY paid HAVING count(*) > 100 ORDER BY paid;
+SELECT paid, count(*) FILTER (WHERE qty > 8) AS big, sum(qty * 2) + 1 AS s, round(avg(weight)::numeric, 6) AS w
+FROM sales_local GROUP BY paid HAVING count(*) > 100 ORDER BY paid;
+PREPARE by_note(int) AS SELECT note, count(*) FILTER (WHERE qty > $1), sum(amount) FROM sales GROUP BY note ORDER BY note;
+EXECUTE by_note(10);
+-- Aggregates over no rows, and filters that select no shard, still give their one row.
+SELECT count(*), sum(qty), avg(amount), array_agg(id) FROM sales WHERE qty < 0;
+SELECT count(*), max(id) FROM sales WHERE id = 1 AND id = 2;
+SELECT count(*), max(id) FROM sales WHERE id = NULL;
+-- Aggregates without an exact split are computed on the coordinator over the rows.
+EXPLAIN (COSTS OFF) SELECT region, stddev(qty) FROM sales GROUP BY region;
+SELECT region, stddev(qty), var_samp(amount) FROM sales GROUP BY region ORDER BY 1;
+SELECT region, stddev(qty), var_samp(amount) FROM sales_local GROUP BY region ORDER BY 1;
+SELECT region, string_agg(id::text, ',' ORDER BY id DESC) FILTER (WHERE id < 30) FROM sales GROUP BY region ORDER BY 1;
+-- ... and so is an order that depends on the locale (min of text under a non-C collation).
+EXPLAIN (COSTS OFF) SELECT min(region) FROM sales;
+SELECT min(region), max(region COLLATE "C") FROM sales;
+-- Encrypted columns are grouped by their blind-index tag on the shards.
+CREATE TABLE cards (id int PRIMARY KEY, holder pgshard.encrypted_text, pin pgshard.encrypted_int8);
+SELECT pgshard.shard_table('cards', 'id', shard_count => 2);
+INSERT INTO cards SELECT g, 'holder ' || (g % 4), g % 3 FROM generate_series(1, 40) g;
+EXPLAIN (COSTS OFF, VERBOSE) SELECT holder, count(*) FROM cards GROUP BY holder;
+SELECT holder, count(*), count(DISTINCT pin) FROM cards GROUP BY holder ORDER BY holder;
+SELECT count(DISTINCT holder), count(holder) FROM cards;
+-- Subqueries, CTEs and views with aggregates are split too.
+CREATE VIEW region_totals AS SELECT region, sum(amount) AS total FROM sales GROUP BY region;
+SELECT * FROM region_totals ORDER BY region;
+WITH t AS (SELECT paid, count(*) AS n FROM sales GROUP BY paid) SELECT sum(n) FROM t;
+SELECT (SELECT max(qty) FROM sales) AS m, (SELECT count(*) FROM sales WHERE note = 'n1') AS c;
+DROP VIEW region_totals;
+SELECT pgshard.unshard_table('sales'), pgshard.unshard_table('cards');
+DROP TABLE sales, sales_local, cards;
