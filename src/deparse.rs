@@ -73,6 +73,9 @@ pub struct Deparser {
     pub relid: pg_sys::Oid,
     /// Range-table index of INSERT … ON CONFLICT's EXCLUDED row (0 when there is none).
     pub excluded: u32,
+    /// A second table joined to the first (range-table index and oid); columns are then
+    /// qualified by the aliases `r<index>`.
+    pub joined: Option<(u32, pg_sys::Oid)>,
 }
 
 impl Deparser {
@@ -100,15 +103,19 @@ impl Deparser {
                 let var = node as *mut pg_sys::Var;
                 let varno = (*var).varno as u32;
                 let excluded = self.excluded != 0 && varno == self.excluded;
-                if (varno != self.varno && !excluded)
+                let joined = self.joined.filter(|(v, _)| *v == varno);
+                if (varno != self.varno && !excluded && joined.is_none())
                     || (*var).varlevelsup != 0
                     || (*var).varattno <= 0
                 {
                     return false;
                 }
-                let name = cstr(pg_sys::get_attname(self.relid, (*var).varattno, false));
+                let relid = joined.map_or(self.relid, |(_, relid)| relid);
+                let name = cstr(pg_sys::get_attname(relid, (*var).varattno, false));
                 if excluded {
                     out.push("excluded.");
+                } else if self.joined.is_some() {
+                    out.push(&format!("r{varno}."));
                 }
                 out.push(&quote_ident(&name));
                 true

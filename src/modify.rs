@@ -150,6 +150,7 @@ pub unsafe fn on_conflict_sql(parse: *mut pg_sys::Query, rti: u32, relid: pg_sys
         varno: rti,
         relid,
         excluded: (*conflict).exclRelIndex as u32,
+        joined: None,
     };
     let fail = |why: &str| -> ! { unsupported(relid, "this INSERT … ON CONFLICT", why) };
     sql.push(" ON CONFLICT");
@@ -308,6 +309,7 @@ pub unsafe fn plan_update_delete(
         varno: rti,
         relid,
         excluded: 0,
+        joined: None,
     };
     let mut sql = Sql::default();
     if command == pg_sys::CmdType::CMD_UPDATE {

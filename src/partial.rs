@@ -235,6 +235,7 @@ unsafe fn plan_split(query: *mut pg_sys::Query) -> Option<Split> {
         varno: 1,
         relid: table.oid,
         excluded: 0,
+        joined: None,
     };
     let pushable = |node: *mut pg_sys::Node| deparser.deparse(node).is_some();
     if !split.columns.iter().all(|(expr, _, _)| pushable(*expr))

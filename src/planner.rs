@@ -12,6 +12,7 @@ use pgrx::prelude::*;
 use crate::aggregate;
 use crate::deparse::{list_ints, list_pointers};
 use crate::error::PgShardError;
+use crate::join;
 use crate::metadata;
 use crate::modify;
 use crate::partial;
@@ -20,6 +21,7 @@ use crate::scan;
 static mut PREVIOUS_PLANNER: pg_sys::planner_hook_type = None;
 static mut PREVIOUS_SET_REL_PATHLIST: pg_sys::set_rel_pathlist_hook_type = None;
 static mut PREVIOUS_UPPER_PATHS: pg_sys::create_upper_paths_hook_type = None;
+static mut PREVIOUS_JOIN_PATHLIST: pg_sys::set_join_pathlist_hook_type = None;
 
 /// Installs the hooks; called from `_PG_init` in the postmaster.
 pub fn install() {
@@ -31,6 +33,8 @@ pub fn install() {
         pg_sys::set_rel_pathlist_hook = Some(pgshard_set_rel_pathlist);
         PREVIOUS_UPPER_PATHS = pg_sys::create_upper_paths_hook;
         pg_sys::create_upper_paths_hook = Some(pgshard_upper_paths);
+        PREVIOUS_JOIN_PATHLIST = pg_sys::set_join_pathlist_hook;
+        pg_sys::set_join_pathlist_hook = Some(pgshard_join_pathlist);
     }
 }
 
@@ -45,6 +49,21 @@ unsafe extern "C-unwind" fn pgshard_set_rel_pathlist(
         previous(root, rel, rti, rte);
     }
     scan::replace_paths(root, rel, rte);
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn pgshard_join_pathlist(
+    root: *mut pg_sys::PlannerInfo,
+    joinrel: *mut pg_sys::RelOptInfo,
+    outerrel: *mut pg_sys::RelOptInfo,
+    innerrel: *mut pg_sys::RelOptInfo,
+    jointype: pg_sys::JoinType::Type,
+    extra: *mut pg_sys::JoinPathExtraData,
+) {
+    if let Some(previous) = PREVIOUS_JOIN_PATHLIST {
+        previous(root, joinrel, outerrel, innerrel, jointype, extra);
+    }
+    join::add_join_path(root, joinrel, outerrel, innerrel, jointype, extra);
 }
 
 #[pg_guard]

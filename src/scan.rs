@@ -72,15 +72,24 @@ static EXEC_METHODS: Methods<pg_sys::CustomExecMethods> = Methods(pg_sys::Custom
 pub const REMOTE_STARTUP_COST: f64 = 1000.0;
 pub const REMOTE_ROW_COST: f64 = 0.02;
 
-/// The grouped scan (`aggregate.rs`) runs with the same executor methods.
-static GROUPED_SCAN_METHODS: Methods<pg_sys::CustomScanMethods> =
+/// Pushed queries (`pushed.rs`) run with the same executor methods.
+static AGGREGATE_SCAN_METHODS: Methods<pg_sys::CustomScanMethods> =
     Methods(pg_sys::CustomScanMethods {
         CustomName: c"pgshard aggregate".as_ptr(),
         CreateCustomScanState: Some(create_scan_state),
     });
 
-pub fn grouped_scan_methods() -> *const pg_sys::CustomScanMethods {
-    &GROUPED_SCAN_METHODS.0
+static JOIN_SCAN_METHODS: Methods<pg_sys::CustomScanMethods> = Methods(pg_sys::CustomScanMethods {
+    CustomName: c"pgshard join".as_ptr(),
+    CreateCustomScanState: Some(create_scan_state),
+});
+
+pub fn pushed_scan_methods(join: bool) -> *const pg_sys::CustomScanMethods {
+    if join {
+        &JOIN_SCAN_METHODS.0
+    } else {
+        &AGGREGATE_SCAN_METHODS.0
+    }
 }
 
 /// Whether `plan` is a pgshard scan (used by the planner guard).
@@ -97,7 +106,8 @@ pub fn register() {
     // SAFETY: registers static method tables under their unique names.
     unsafe {
         pg_sys::RegisterCustomScanMethods(&SCAN_METHODS.0);
-        pg_sys::RegisterCustomScanMethods(&GROUPED_SCAN_METHODS.0);
+        pg_sys::RegisterCustomScanMethods(&AGGREGATE_SCAN_METHODS.0);
+        pg_sys::RegisterCustomScanMethods(&JOIN_SCAN_METHODS.0);
     }
 }
 
@@ -170,6 +180,7 @@ unsafe extern "C-unwind" fn plan_scan(
         varno,
         relid,
         excluded: 0,
+        joined: None,
     };
 
     let mut remote = Sql::default();
@@ -245,7 +256,7 @@ unsafe extern "C-unwind" fn plan_scan(
     (*cscan).scan.scanrelid = varno;
     (*cscan).methods = &SCAN_METHODS.0;
 
-    // custom_private: [relid, marker, pins, columns, at least one shard, SQL parts…];
+    // custom_private: [relids, markers, pins, columns, at least one shard, SQL parts…];
     // custom_exprs: the SQL holes, then the pins.
     let header = [
         relid.to_u32().to_string(),
@@ -521,16 +532,17 @@ unsafe extern "C-unwind" fn create_scan_state(cscan: *mut pg_sys::CustomScan) ->
 
 /// The Rust side of a running scan.
 struct ScanExec {
-    table: Rc<ShardedTable>,
+    /// The table scanned, or the co-located tables joined (pruned by the first).
+    tables: Vec<Rc<ShardedTable>>,
     pins: Vec<KeyPin>,
     columns: Vec<i16>,
     /// What the remote queries of a table scan select: the columns, or NULL when none is
     /// needed.
     select_list: String,
-    /// The SQL after the shard's name (table scans), or all of it with the shard's name at
-    /// hole `marker` (grouped scans).
+    /// The SQL after the shard's name (table scans), or all of it with the name of the shard
+    /// of table k at hole `markers[k]` (pushed queries).
     parts: Vec<String>,
-    marker: Option<usize>,
+    markers: Vec<usize>,
     /// Query one shard even when the filters select none (an aggregate without GROUP BY
     /// returns a row over no rows).
     at_least_one: bool,
@@ -552,17 +564,30 @@ unsafe extern "C-unwind" fn begin_scan(
     let node = node as *mut ScanNode;
     let cscan = (*node).css.ss.ps.plan as *mut pg_sys::CustomScan;
     let strings = list_to_strings((*cscan).custom_private);
-    let relid = pg_sys::Oid::from(strings[0].parse::<u32>().expect("relid in plan"));
-    let table = metadata::sharded_table(relid).unwrap_or_else(|| {
-        PgShardError::new(
-            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            format!("table with oid {} is no longer sharded", relid.to_u32()),
-        )
-        .hint("Run the statement again.")
-        .raise()
-    });
-    let (marker, pins, columns, at_least_one, parts) = (
-        strings[1].parse::<usize>().ok(),
+    let relids: Vec<pg_sys::Oid> = strings[0]
+        .split(',')
+        .map(|r| pg_sys::Oid::from(r.parse::<u32>().expect("relid in plan")))
+        .collect();
+    let tables: Vec<Rc<ShardedTable>> = relids
+        .iter()
+        .map(|relid| {
+            metadata::sharded_table(*relid).unwrap_or_else(|| {
+                PgShardError::new(
+                    PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    format!("table with oid {} is no longer sharded", relid.to_u32()),
+                )
+                .hint("Run the statement again.")
+                .raise()
+            })
+        })
+        .collect();
+    let relid = relids[0];
+    let (markers, pins, columns, at_least_one, parts) = (
+        strings[1]
+            .split(',')
+            .filter(|m| !m.is_empty())
+            .map(|m| m.parse::<usize>().expect("marker in plan"))
+            .collect::<Vec<_>>(),
         decode_pins(&strings[2]),
         decode_columns(&strings[3]),
         !strings[4].is_empty(),
@@ -574,7 +599,7 @@ unsafe extern "C-unwind" fn begin_scan(
         (*(*node).css.ss.ss_ScanTupleSlot).tts_tupleDescriptor,
         &columns,
     );
-    let select_list = if marker.is_some() {
+    let select_list = if !markers.is_empty() {
         String::new()
     } else if columns.is_empty() {
         "NULL".to_string()
@@ -582,12 +607,12 @@ unsafe extern "C-unwind" fn begin_scan(
         column_names(relid, &columns)
     };
     (*node).state = Box::into_raw(Box::new(ScanExec {
-        table,
+        tables,
         pins,
         columns,
         select_list,
         parts: parts.to_vec(),
-        marker,
+        markers,
         at_least_one,
         values,
         value_nodes,
@@ -614,8 +639,9 @@ impl ScanExec {
     unsafe fn tasks(&self, econtext: *mut pg_sys::ExprContext) -> Vec<Task> {
         let holes = self.values.len() - self.pins.len();
         let rendered = render_values(&self.values[..holes], &self.value_nodes[..holes], econtext);
+        let table = &self.tables[0];
         let mut selected = pruned_shards(
-            &self.table,
+            table,
             &self.pins,
             &self.values[holes..],
             &self.value_nodes[holes..],
@@ -624,33 +650,57 @@ impl ScanExec {
         if self.at_least_one && !selected.contains(&true) {
             selected[0] = true;
         }
-        self.table
-            .shards
-            .iter()
-            .zip(selected)
-            .filter(|(_, s)| *s)
-            .map(|(shard, _)| Task {
-                shard: shard.clone(),
-                sql: self.sql(|i| rendered[i].clone(), &shard.relation),
-                rows: 0,
+        (0..table.shards.len())
+            .filter(|i| selected[*i])
+            .map(|i| {
+                let shard = &table.shards[i];
+                // Co-located shards share their range and, but for a move in progress, their
+                // worker.
+                let relations: Vec<&str> = self
+                    .tables
+                    .iter()
+                    .map(|t| {
+                        let other = &t.shards[i];
+                        if other.worker.id != shard.worker.id || other.range != shard.range {
+                            PgShardError::new(
+                                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                                format!(
+                                    "shards {} and {} of co-located tables are not on the same worker",
+                                    shard.id, other.id
+                                ),
+                            )
+                            .hint("A shard move may be in progress; run the statement again.")
+                            .raise()
+                        }
+                        other.relation.as_str()
+                    })
+                    .collect();
+                Task {
+                    shard: shard.clone(),
+                    sql: self.sql(|i| rendered[i].clone(), &relations),
+                    rows: 0,
+                }
             })
             .collect()
     }
 
-    /// The remote SQL with hole `i` filled by `value(i)`, on shard table `relation`.
-    fn sql(&self, value: impl Fn(usize) -> String, relation: &str) -> String {
-        match self.marker {
-            None => format!(
-                "SELECT {} FROM {relation}{}",
+    /// The remote SQL with value hole `i` filled by `value(i)`, on the shard tables
+    /// `relations` (one per table).
+    fn sql(&self, value: impl Fn(usize) -> String, relations: &[&str]) -> String {
+        if self.markers.is_empty() {
+            return format!(
+                "SELECT {} FROM {}{}",
                 self.select_list,
+                relations[0],
                 Sql::render(&self.parts, value)
-            ),
-            Some(marker) => Sql::render(&self.parts, |i| match i.cmp(&marker) {
-                std::cmp::Ordering::Less => value(i),
-                std::cmp::Ordering::Equal => relation.to_string(),
-                std::cmp::Ordering::Greater => value(i - 1),
-            }),
+            );
         }
+        Sql::render(&self.parts, |hole| {
+            match self.markers.iter().position(|m| *m == hole) {
+                Some(table) => relations[table].to_string(),
+                None => value(hole - self.markers.iter().filter(|m| **m < hole).count()),
+            }
+        })
     }
 }
 
@@ -821,15 +871,16 @@ unsafe extern "C-unwind" fn explain_scan(
         &[]
     };
     let property = |name: &str, value: &str| explain_text(es, name, value);
-    let shards = state.table.shards.len();
+    let shards = state.tables[0].shards.len();
     if tasks.is_empty() && !(*es).analyze {
         property(
             "Shards",
             &format!("{shards} (pruned when the statement runs)"),
         );
         let hole = |i: usize| format!("${{{}}}", i + 1);
-        if state.marker.is_some() {
-            property("Remote SQL", &state.sql(hole, "<shard>"));
+        if !state.markers.is_empty() {
+            let relations = vec!["<shard>"; state.tables.len()];
+            property("Remote SQL", &state.sql(hole, &relations));
             return;
         }
         let template = Sql::render(&state.parts, hole);

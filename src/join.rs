@@ -1,0 +1,260 @@
+//! Joins of co-located sharded tables pushed to the shards: the join scan.
+//!
+//! Two sharded tables of one co-location group have the same hash ranges, shard for shard, on
+//! the same workers. When they are joined on an equality of their shard keys, every pair of
+//! matching rows is in one pair of co-located shards, so the join runs on each pair where it
+//! lives (inner, left, right and full joins, and the semi and anti joins of EXISTS / IN /
+//! NOT EXISTS), all pairs at once, and the coordinator concatenates the results. Filters of
+//! either table go with it (into ON for the nullable side of an outer join). Joins of more than
+//! two tables push their co-located pairs and finish on the coordinator.
+
+use pgrx::prelude::*;
+
+use crate::aggregate::is_key;
+use crate::deparse::{list_nodes, Deparser, Sql};
+use crate::encryption;
+use crate::metadata::{self, cstr, ShardedTable};
+use crate::pushed::{Kind, PushedQuery};
+use crate::scan;
+
+/// `set_join_pathlist_hook` body.
+///
+/// # Safety
+/// Called by the planner with valid arguments.
+pub unsafe fn add_join_path(
+    root: *mut pg_sys::PlannerInfo,
+    joinrel: *mut pg_sys::RelOptInfo,
+    outerrel: *mut pg_sys::RelOptInfo,
+    innerrel: *mut pg_sys::RelOptInfo,
+    jointype: pg_sys::JoinType::Type,
+    extra: *mut pg_sys::JoinPathExtraData,
+) {
+    if (*outerrel).reloptkind != pg_sys::RelOptKind::RELOPT_BASEREL
+        || (*innerrel).reloptkind != pg_sys::RelOptKind::RELOPT_BASEREL
+    {
+        return;
+    }
+    let table_of = |rel: *mut pg_sys::RelOptInfo| {
+        let rte = *(*root).simple_rte_array.add((*rel).relid as usize);
+        if (*rte).rtekind != pg_sys::RTEKind::RTE_RELATION {
+            return None;
+        }
+        metadata::sharded_table((*rte).relid)
+    };
+    let (Some(outer), Some(inner)) = (table_of(outerrel), table_of(innerrel)) else {
+        return;
+    };
+    if outer.colocation_id != inner.colocation_id
+        || outer.shards.len() != inner.shards.len()
+        || outer
+            .shards
+            .iter()
+            .zip(&inner.shards)
+            .any(|(a, b)| a.range != b.range)
+    {
+        return;
+    }
+    let sides = JoinSides {
+        outer_varno: (*outerrel).relid,
+        inner_varno: (*innerrel).relid,
+        outer: &outer,
+        inner: &inner,
+    };
+    if let Some(query) = sides.query(joinrel, outerrel, innerrel, jointype, extra) {
+        let path = query.into_path(joinrel, (*joinrel).rows);
+        pg_sys::add_path(joinrel, path);
+    }
+}
+
+struct JoinSides<'a> {
+    outer_varno: u32,
+    inner_varno: u32,
+    outer: &'a ShardedTable,
+    inner: &'a ShardedTable,
+}
+
+impl JoinSides<'_> {
+    /// The join for one pair of co-located shards, or `None` when it cannot run there.
+    unsafe fn query(
+        &self,
+        joinrel: *mut pg_sys::RelOptInfo,
+        outerrel: *mut pg_sys::RelOptInfo,
+        innerrel: *mut pg_sys::RelOptInfo,
+        jointype: pg_sys::JoinType::Type,
+        extra: *mut pg_sys::JoinPathExtraData,
+    ) -> Option<PushedQuery> {
+        use pg_sys::JoinType::*;
+        let deparser = Deparser {
+            varno: self.outer_varno,
+            relid: self.outer.oid,
+            excluded: 0,
+            joined: Some((self.inner_varno, self.inner.oid)),
+        };
+        // Clauses above an outer join filter its result; a semi or anti join's output has no
+        // column of its inner side, so every clause of it is a join condition.
+        let outer_join = matches!(jointype, JOIN_LEFT | JOIN_RIGHT | JOIN_FULL);
+        let mut join_clauses = Vec::new();
+        let mut after_join = Vec::new();
+        for rinfo in list_nodes((*extra).restrictlist) {
+            let rinfo = rinfo as *mut pg_sys::RestrictInfo;
+            let pushed_down = (*rinfo).is_pushed_down
+                || !pg_sys::bms_is_subset((*rinfo).required_relids, (*joinrel).relids);
+            let clause = (*rinfo).clause as *mut pg_sys::Node;
+            if outer_join && pushed_down {
+                after_join.push(clause);
+            } else {
+                join_clauses.push(clause);
+            }
+        }
+        if !join_clauses.iter().any(|c| self.equates_keys(*c)) {
+            return None;
+        }
+        let restrictions = |rel: *mut pg_sys::RelOptInfo| -> Vec<*mut pg_sys::Node> {
+            list_nodes((*rel).baserestrictinfo)
+                .into_iter()
+                .map(|r| (*(r as *mut pg_sys::RestrictInfo)).clause as *mut pg_sys::Node)
+                .collect()
+        };
+        let (outer_filters, inner_filters) = (restrictions(outerrel), restrictions(innerrel));
+
+        // Where each side's filters go, and which sides' key filters prune: a filter on the
+        // nullable side of an outer join applies before the join (in ON), and cannot prune.
+        let mut on = join_clauses.clone();
+        let mut filters = after_join.clone();
+        let (mut pin_outer, mut pin_inner) = (true, true);
+        let (join_word, exists) = match jointype {
+            JOIN_INNER => {
+                filters.extend(&outer_filters);
+                filters.extend(&inner_filters);
+                ("JOIN", None)
+            }
+            JOIN_LEFT => {
+                filters.extend(&outer_filters);
+                on.extend(&inner_filters);
+                pin_inner = false;
+                ("LEFT JOIN", None)
+            }
+            JOIN_RIGHT => {
+                filters.extend(&inner_filters);
+                on.extend(&outer_filters);
+                pin_outer = false;
+                ("RIGHT JOIN", None)
+            }
+            JOIN_FULL if outer_filters.is_empty() && inner_filters.is_empty() => {
+                (pin_outer, pin_inner) = (false, false);
+                ("FULL JOIN", None)
+            }
+            JOIN_SEMI | JOIN_ANTI => {
+                filters.extend(&outer_filters);
+                on.extend(&inner_filters);
+                if jointype == JOIN_ANTI {
+                    pin_inner = false;
+                    ("", Some("NOT EXISTS"))
+                } else {
+                    ("", Some("EXISTS"))
+                }
+            }
+            _ => return None,
+        };
+
+        let mut query = PushedQuery::new(Kind::Join, vec![self.outer.oid, self.inner.oid]);
+        query.sql.push("SELECT ");
+        let columns = list_nodes((*(*joinrel).reltarget).exprs);
+        if columns.is_empty() {
+            query.sql.push("NULL");
+        }
+        for (i, column) in columns.iter().enumerate() {
+            if (**column).type_ != pg_sys::NodeTag::T_Var {
+                return None;
+            }
+            if i > 0 {
+                query.sql.push(", ");
+            }
+            query.sql.append(deparser.deparse(*column)?);
+        }
+        query.columns = columns;
+        query.sql.push(" FROM ");
+        query.push_shard_name(0);
+        let on_sql = and_all(&deparser, &on)?;
+        match exists {
+            None => {
+                query
+                    .sql
+                    .push(&format!(" r{} {join_word} ", self.outer_varno));
+                query.push_shard_name(1);
+                query.sql.push(&format!(" r{} ON ", self.inner_varno));
+                query.sql.append(on_sql);
+                if !filters.is_empty() {
+                    query.sql.push(" WHERE ");
+                    query.sql.append(and_all(&deparser, &filters)?);
+                }
+            }
+            Some(exists) => {
+                query.sql.push(&format!(
+                    " r{} WHERE {exists} (SELECT FROM ",
+                    self.outer_varno
+                ));
+                query.push_shard_name(1);
+                query.sql.push(&format!(" r{} WHERE ", self.inner_varno));
+                query.sql.append(on_sql);
+                query.sql.push(")");
+                for filter in &filters {
+                    query.sql.push(" AND ");
+                    query.sql.append(deparser.deparse(*filter)?);
+                }
+            }
+        }
+        for (pins, varno, table, filters) in [
+            (pin_outer, self.outer_varno, self.outer, &outer_filters),
+            (pin_inner, self.inner_varno, self.inner, &inner_filters),
+        ] {
+            if pins {
+                query.pins.extend(
+                    filters
+                        .iter()
+                        .filter_map(|c| scan::key_pin(*c, varno, table)),
+                );
+            }
+        }
+        Some(query)
+    }
+
+    /// Whether `clause` is `outer key = inner key` (either way round), by the key type's own
+    /// equality or, for encrypted keys, by their tags.
+    unsafe fn equates_keys(&self, clause: *mut pg_sys::Node) -> bool {
+        if (*clause).type_ != pg_sys::NodeTag::T_OpExpr {
+            return false;
+        }
+        let op = clause as *mut pg_sys::OpExpr;
+        let args = list_nodes((*op).args);
+        if args.len() != 2 {
+            return false;
+        }
+        let equality = match encryption::tag_comparison(pg_sys::get_opcode((*op).opno)) {
+            Some(equal) => equal,
+            None => {
+                (*op).opno.to_u32() < pg_sys::FirstNormalObjectId
+                    && cstr(pg_sys::get_opname((*op).opno)) == "="
+            }
+        };
+        let (o, i) = (self.outer_varno, self.inner_varno);
+        equality
+            && ((is_key(args[0], o, self.outer) && is_key(args[1], i, self.inner))
+                || (is_key(args[0], i, self.inner) && is_key(args[1], o, self.outer)))
+    }
+}
+
+/// `(a) AND (b) …` of pushable conditions; `None` if one is not pushable.
+unsafe fn and_all(deparser: &Deparser, conditions: &[*mut pg_sys::Node]) -> Option<Sql> {
+    let mut sql = Sql::default();
+    if conditions.is_empty() {
+        sql.push("true");
+    }
+    for (i, condition) in conditions.iter().enumerate() {
+        if i > 0 {
+            sql.push(" AND ");
+        }
+        sql.append(deparser.deparse(*condition)?);
+    }
+    Some(sql)
+}

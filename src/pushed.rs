@@ -1,0 +1,141 @@
+//! Queries pushed whole to each shard, or to each group of co-located shards: the grouped scan
+//! (`aggregate.rs`) and the join scan (`join.rs`) build one at planning time; it becomes a
+//! CustomScan without a scan relation, whose `custom_scan_tlist` says what each returned column
+//! is, and runs with the pgshard scan's executor (`scan.rs`).
+
+use pgrx::prelude::*;
+
+use crate::deparse::{list_nodes, make_list, Sql};
+use crate::execution::{encode_columns, encode_pins, list_to_strings, strings_to_list, KeyPin};
+use crate::scan::{self, Methods};
+
+/// What the pushed query computes, for EXPLAIN's node name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Aggregate,
+    Join,
+}
+
+static PATH_METHODS: Methods<pg_sys::CustomPathMethods> = Methods(pg_sys::CustomPathMethods {
+    CustomName: c"pgshard pushed query".as_ptr(),
+    PlanCustomPath: Some(plan_pushed),
+    ReparameterizeCustomPathByChild: None,
+});
+
+/// A query for one shard (group), with holes for the shard tables' names.
+pub struct PushedQuery {
+    pub kind: Kind,
+    /// The tables whose shards the query reads; shards are pruned by the first one's pins.
+    pub tables: Vec<pg_sys::Oid>,
+    pub sql: Sql,
+    /// The hole of each table's shard name, in `tables` order.
+    pub markers: Vec<usize>,
+    pub pins: Vec<(KeyPin, *mut pg_sys::Node)>,
+    /// What each returned column is.
+    pub columns: Vec<*mut pg_sys::Node>,
+    /// Conditions checked on the coordinator over the returned rows.
+    pub local: Vec<*mut pg_sys::Node>,
+    /// Query one shard even when the filters select none (an aggregate without GROUP BY
+    /// returns a row over no rows).
+    pub at_least_one: bool,
+}
+
+impl PushedQuery {
+    pub fn new(kind: Kind, tables: Vec<pg_sys::Oid>) -> Self {
+        PushedQuery {
+            kind,
+            tables,
+            sql: Sql::default(),
+            markers: Vec::new(),
+            pins: Vec::new(),
+            columns: Vec::new(),
+            local: Vec::new(),
+            at_least_one: false,
+        }
+    }
+
+    /// Writes the name of the shard of `tables[table]` here (called in `tables` order).
+    pub fn push_shard_name(&mut self, table: usize) {
+        debug_assert_eq!(table, self.markers.len());
+        self.markers.push(self.sql.parts.len() - 1);
+        self.sql.parts.push(String::new());
+    }
+
+    /// A path producing `rel`'s target with this query.
+    ///
+    /// # Safety
+    /// `rel` must be the relation being planned.
+    pub unsafe fn into_path(self, rel: *mut pg_sys::RelOptInfo, rows: f64) -> *mut pg_sys::Path {
+        let path =
+            pg_sys::palloc0(std::mem::size_of::<pg_sys::CustomPath>()) as *mut pg_sys::CustomPath;
+        (*path).path.type_ = pg_sys::NodeTag::T_CustomPath;
+        (*path).path.pathtype = pg_sys::NodeTag::T_CustomScan;
+        (*path).path.parent = rel;
+        (*path).path.pathtarget = (*rel).reltarget;
+        let rows = rows.max(1.0);
+        (*path).path.rows = rows;
+        (*path).path.startup_cost = scan::REMOTE_STARTUP_COST;
+        (*path).path.total_cost = scan::REMOTE_STARTUP_COST + rows * scan::REMOTE_ROW_COST;
+        (*path).methods = &PATH_METHODS.0;
+        // [strings: kind, then the scan's header (relids, markers, pins, columns, at least one)
+        //  and the SQL parts; the SQL values; the pins' values; the columns; local conditions]
+        let all_columns: Vec<i16> = (1..=self.columns.len() as i16).collect();
+        let header = [
+            (if self.kind == Kind::Join {
+                "join"
+            } else {
+                "aggregate"
+            })
+            .to_string(),
+            join_numbers(self.tables.iter().map(|t| t.to_u32())),
+            join_numbers(self.markers.iter().copied()),
+            encode_pins(self.pins.iter().map(|(p, _)| *p)),
+            encode_columns(&all_columns),
+            if self.at_least_one { "1" } else { "" }.to_string(),
+        ];
+        (*path).custom_private = make_list([
+            strings_to_list(header.into_iter().chain(self.sql.parts)),
+            make_list(self.sql.values),
+            make_list(self.pins.iter().map(|(_, v)| *v)),
+            make_list(self.columns),
+            make_list(self.local),
+        ]);
+        path as *mut pg_sys::Path
+    }
+}
+
+fn join_numbers<T: ToString>(numbers: impl Iterator<Item = T>) -> String {
+    numbers.map(|n| n.to_string()).collect::<Vec<_>>().join(",")
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn plan_pushed(
+    _root: *mut pg_sys::PlannerInfo,
+    _rel: *mut pg_sys::RelOptInfo,
+    best_path: *mut pg_sys::CustomPath,
+    tlist: *mut pg_sys::List,
+    _clauses: *mut pg_sys::List,
+    _custom_plans: *mut pg_sys::List,
+) -> *mut pg_sys::Plan {
+    let private = list_nodes((*best_path).custom_private);
+    let strings = list_to_strings(private[0] as *mut pg_sys::List);
+    let columns = list_nodes(private[3] as *mut pg_sys::List);
+    let scan_tlist = make_list(columns.iter().enumerate().map(|(i, expr)| {
+        pg_sys::makeTargetEntry((*expr).cast(), i as i16 + 1, std::ptr::null_mut(), false)
+    }));
+    let cscan =
+        pg_sys::palloc0(std::mem::size_of::<pg_sys::CustomScan>()) as *mut pg_sys::CustomScan;
+    (*cscan).scan.plan.type_ = pg_sys::NodeTag::T_CustomScan;
+    (*cscan).scan.plan.targetlist = tlist;
+    (*cscan).scan.plan.qual = private[4] as *mut pg_sys::List;
+    (*cscan).scan.scanrelid = 0;
+    (*cscan).custom_scan_tlist = scan_tlist;
+    (*cscan).methods = scan::pushed_scan_methods(strings[0] == "join");
+    (*cscan).custom_private = strings_to_list(strings[1..].iter().cloned());
+    (*cscan).custom_exprs = make_list(
+        list_nodes(private[1] as *mut pg_sys::List)
+            .into_iter()
+            .chain(list_nodes(private[2] as *mut pg_sys::List)),
+    );
+    cscan as *mut pg_sys::Plan
+}
