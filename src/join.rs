@@ -60,7 +60,7 @@ pub unsafe fn add_join_path(
         outer: &outer,
         inner: &inner,
     };
-    if let Some(query) = sides.query(joinrel, outerrel, innerrel, jointype, extra) {
+    if let Some(query) = sides.query(root, joinrel, outerrel, innerrel, jointype, extra) {
         let path = query.into_path(joinrel, (*joinrel).rows);
         pg_sys::add_path(joinrel, path);
     }
@@ -77,6 +77,7 @@ impl JoinSides<'_> {
     /// The join for one pair of co-located shards, or `None` when it cannot run there.
     unsafe fn query(
         &self,
+        root: *mut pg_sys::PlannerInfo,
         joinrel: *mut pg_sys::RelOptInfo,
         outerrel: *mut pg_sys::RelOptInfo,
         innerrel: *mut pg_sys::RelOptInfo,
@@ -106,7 +107,15 @@ impl JoinSides<'_> {
                 join_clauses.push(clause);
             }
         }
-        if !join_clauses.iter().any(|c| self.equates_keys(*c)) {
+        // The keys' equality is a join clause, or, when both keys equal one constant, known
+        // from the planner's equivalence classes (which then drop the clause).
+        let known_equal = matches!(jointype, JOIN_INNER | JOIN_SEMI)
+            && pg_sys::exprs_known_equal(
+                root,
+                key_var(self.outer_varno, self.outer),
+                key_var(self.inner_varno, self.inner),
+            );
+        if !known_equal && !join_clauses.iter().any(|c| self.equates_keys(*c)) {
             return None;
         }
         let restrictions = |rel: *mut pg_sys::RelOptInfo| -> Vec<*mut pg_sys::Node> {
@@ -242,6 +251,19 @@ impl JoinSides<'_> {
             && ((is_key(args[0], o, self.outer) && is_key(args[1], i, self.inner))
                 || (is_key(args[0], i, self.inner) && is_key(args[1], o, self.outer)))
     }
+}
+
+/// The shard key column of `table` scanned as `varno`, as the planner writes it.
+unsafe fn key_var(varno: u32, table: &ShardedTable) -> *mut pg_sys::Node {
+    let (mut type_oid, mut typmod, mut collation) = (pg_sys::InvalidOid, -1, pg_sys::InvalidOid);
+    pg_sys::get_atttypetypmodcoll(
+        table.oid,
+        table.key_attnum,
+        &mut type_oid,
+        &mut typmod,
+        &mut collation,
+    );
+    pg_sys::makeVar(varno as _, table.key_attnum, type_oid, typmod, collation, 0).cast()
 }
 
 /// `(a) AND (b) …` of pushable conditions; `None` if one is not pushable.

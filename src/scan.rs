@@ -13,10 +13,12 @@
 //! Execution: one query per shard, sent to all workers at once; rows are streamed back and
 //! merged as they arrive.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::ffi::c_char;
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
 
 use futures_util::stream::{select_all, Stream, StreamExt};
 use futures_util::FutureExt;
@@ -408,18 +410,102 @@ pub struct Task {
     pub shard: Shard,
     pub sql: String,
     pub rows: u64,
+    /// Time from the start of the read to the task's last row (EXPLAIN ANALYZE).
+    pub elapsed: Option<Duration>,
 }
 
 type RowStream =
     Pin<Box<dyn Stream<Item = (usize, Result<SimpleQueryMessage, tokio_postgres::Error>)>>>;
 
+/// The socket side of a remote read: messages not yet handed to the executor.
+struct ReadState {
+    stream: Option<RowStream>,
+    tokens: Vec<CancelToken>,
+    buffer: VecDeque<(usize, Result<SimpleQueryMessage, tokio_postgres::Error>)>,
+    workers: Vec<i32>,
+    started: Instant,
+    /// When each task's last message arrived.
+    finished_after: Vec<Option<Duration>>,
+}
+
+thread_local! {
+    /// Reads in progress. A worker's one connection answers its queries in order, and an
+    /// unread answer holds back the ones after it; so a read that starts on a connection
+    /// whose earlier read is unfinished (the inner side of a nested loop, a merge join) first
+    /// takes that read's remaining messages into memory.
+    static READS: RefCell<Vec<Weak<RefCell<ReadState>>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Unfinished reads other than `except` that use any of `workers`.
+fn unfinished_reads_on(
+    workers: &[i32],
+    except: Option<&Rc<RefCell<ReadState>>>,
+) -> Vec<Rc<RefCell<ReadState>>> {
+    READS.with(|reads| {
+        let mut reads = reads.borrow_mut();
+        reads.retain(|r| r.strong_count() > 0);
+        reads
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|r| except.is_none_or(|e| !Rc::ptr_eq(e, r)))
+            .filter(|r| {
+                let r = r.borrow();
+                r.stream.is_some() && r.workers.iter().any(|w| workers.contains(w))
+            })
+            .collect()
+    })
+}
+
+impl ReadState {
+    /// Takes up to a batch of messages from the sockets into the buffer.
+    fn fetch_batch(&mut self) {
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        let batch = remote::wait(
+            async {
+                let mut batch = Vec::new();
+                let Some(first) = stream.next().await else {
+                    return batch;
+                };
+                batch.push(Some(first));
+                while batch.len() < FETCH_BATCH {
+                    match stream.next().now_or_never() {
+                        Some(Some(item)) => batch.push(Some(item)),
+                        Some(None) => {
+                            batch.push(None);
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                batch
+            },
+            &self.tokens,
+        );
+        if batch.is_empty() || batch.last().is_some_and(|b| b.is_none()) {
+            self.stream = None;
+        }
+        for (index, message) in batch.into_iter().flatten() {
+            if let Ok(SimpleQueryMessage::CommandComplete(_)) = message {
+                self.finished_after[index] = Some(self.started.elapsed());
+            }
+            self.buffer.push_back((index, message));
+        }
+    }
+
+    /// Takes every remaining message into the buffer.
+    fn drain(&mut self) {
+        while self.stream.is_some() {
+            self.fetch_batch();
+        }
+    }
+}
+
 /// Remote queries of one statement, running concurrently, their rows merged as they come.
 pub struct RemoteRows {
     pub tasks: Vec<Task>,
-    stream: Option<RowStream>,
-    tokens: Vec<CancelToken>,
-    buffer: VecDeque<(usize, SimpleQueryRow)>,
-    workers_in_use: Vec<i32>,
+    read: Rc<RefCell<ReadState>>,
 }
 
 /// Most rows taken from the sockets in one go before they are handed to the executor.
@@ -430,6 +516,10 @@ impl RemoteRows {
     /// connection).
     pub fn start(tasks: Vec<Task>, access: Access) -> Self {
         let workers = workers_of(tasks.iter().map(|t| &t.shard));
+        let worker_ids: Vec<i32> = workers.iter().map(|w| w.id).collect();
+        for earlier in unfinished_reads_on(&worker_ids, None) {
+            earlier.borrow_mut().drain();
+        }
         let mut connections = xact::connections(&workers, access);
         let tokens: Vec<CancelToken> = connections
             .iter()
@@ -444,63 +534,52 @@ impl RemoteRows {
                 async move { client.simple_query_raw(&sql).await }
             })
             .collect();
-        let started = remote::wait(futures_util::future::join_all(sends), &tokens);
+        let started = Instant::now();
+        let sent = remote::wait(futures_util::future::join_all(sends), &tokens);
         let mut streams: Vec<RowStream> = Vec::new();
-        for (index, (task, result)) in tasks.iter().zip(started).enumerate() {
+        for (index, (task, result)) in tasks.iter().zip(sent).enumerate() {
             match result {
                 Ok(stream) => streams.push(Box::pin(stream.map(move |m| (index, m)))),
                 Err(e) => remote::query_error(&e).raise_for(&task.shard.worker.name, "query"),
             }
         }
-        RemoteRows {
-            tasks,
+        let read = Rc::new(RefCell::new(ReadState {
             stream: Some(Box::pin(select_all(streams))),
             tokens,
             buffer: VecDeque::new(),
-            workers_in_use: workers.iter().map(|w| w.id).collect(),
-        }
+            workers: worker_ids,
+            started,
+            finished_after: vec![None; tasks.len()],
+        }));
+        READS.with(|reads| reads.borrow_mut().push(Rc::downgrade(&read)));
+        RemoteRows { tasks, read }
     }
 
     /// The next row of any task, with the task's index; `None` when all are done.
     pub fn next(&mut self) -> Option<(usize, SimpleQueryRow)> {
         loop {
-            if let Some(row) = self.buffer.pop_front() {
-                self.tasks[row.0].rows += 1;
-                return Some(row);
-            }
-            let stream = self.stream.as_mut()?;
-            let batch = remote::wait(
-                async {
-                    let mut batch = Vec::new();
-                    let Some(first) = stream.next().await else {
-                        return batch;
-                    };
-                    batch.push(Some(first));
-                    while batch.len() < FETCH_BATCH {
-                        match stream.next().now_or_never() {
-                            Some(Some(item)) => batch.push(Some(item)),
-                            Some(None) => {
-                                batch.push(None);
-                                break;
-                            }
-                            None => break,
-                        }
-                    }
-                    batch
-                },
-                &self.tokens,
-            );
-            if batch.is_empty() || batch.last().is_some_and(|b| b.is_none()) {
-                self.stream = None;
-            }
-            for (index, message) in batch.into_iter().flatten() {
-                match message {
-                    Ok(SimpleQueryMessage::Row(row)) => self.buffer.push_back((index, row)),
-                    Ok(_) => {}
-                    Err(e) => {
-                        let worker = self.tasks[index].shard.worker.name.clone();
-                        remote::query_error(&e).raise_for(&worker, "query");
-                    }
+            let item = {
+                let mut read = self.read.borrow_mut();
+                if read.buffer.is_empty() {
+                    read.fetch_batch();
+                }
+                if read.buffer.is_empty() && read.stream.is_none() {
+                    return None;
+                }
+                read.buffer.pop_front()
+            };
+            let Some((index, message)) = item else {
+                continue;
+            };
+            match message {
+                Ok(SimpleQueryMessage::Row(row)) => {
+                    self.tasks[index].rows += 1;
+                    return Some((index, row));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let worker = self.tasks[index].shard.worker.name.clone();
+                    remote::query_error(&e).raise_for(&worker, "query");
                 }
             }
         }
@@ -508,16 +587,27 @@ impl RemoteRows {
 
     /// Command tags' row counts are not needed; a stream dropped before its end leaves its
     /// connection busy, so an unfinished read is read to its end (inside a transaction block,
-    /// where the connection must be kept) or its connection is closed.
+    /// where the connection must be kept, or when another read shares the connection) or its
+    /// connection is closed.
     pub fn stop(&mut self) {
-        if self.stream.is_none() {
-            return;
-        }
-        if xact::discard_idle_readers(&self.workers_in_use) {
-            self.stream = None;
-            return;
+        let workers = self.read.borrow().workers.clone();
+        if self.read.borrow().stream.is_some()
+            && unfinished_reads_on(&workers, Some(&self.read)).is_empty()
+            && xact::discard_idle_readers(&workers)
+        {
+            self.read.borrow_mut().stream = None;
         }
         while self.next().is_some() {}
+        self.read.borrow_mut().buffer.clear();
+        self.note_times();
+    }
+
+    /// Copies into the tasks the times at which they finished.
+    pub fn note_times(&mut self) {
+        let finished_after = self.read.borrow().finished_after.clone();
+        for (task, elapsed) in self.tasks.iter_mut().zip(finished_after) {
+            task.elapsed = elapsed;
+        }
     }
 }
 
@@ -679,6 +769,7 @@ impl ScanExec {
                     shard: shard.clone(),
                     sql: self.sql(|i| rendered[i].clone(), &relations),
                     rows: 0,
+                    elapsed: None,
                 }
             })
             .collect()
@@ -853,6 +944,9 @@ unsafe extern "C-unwind" fn explain_scan(
     let Some(state) = (*node).state.as_mut() else {
         return;
     };
+    if let Some(rows) = state.rows.as_mut() {
+        rows.note_times();
+    }
     let ran: &[Task] = match &state.rows {
         Some(rows) => &rows.tasks,
         None => &state.finished,
@@ -911,6 +1005,11 @@ unsafe extern "C-unwind" fn explain_scan(
         property("Remote SQL", &task.sql);
         if (*es).analyze {
             property("Rows", &task.rows.to_string());
+            if (*es).timing {
+                if let Some(elapsed) = task.elapsed {
+                    property("Time", &format!("{:.3} ms", elapsed.as_secs_f64() * 1000.0));
+                }
+            }
         }
     }
 }

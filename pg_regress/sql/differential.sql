@@ -225,6 +225,157 @@ SELECT on_both('INSERT INTO {t} SELECT id + 1000, k_text || ''x'', k_uuid, k_num
 SELECT diff('by_id', 'SELECT * FROM {t}');
 SELECT diff('by_id', 'SELECT grp, count(*), sum(price) FROM {t} GROUP BY grp');
 SELECT diff('by_id', 'SELECT id, note, flag FROM {t} WHERE id IN (7, 8, 9, 10, 1001) ORDER BY id');
+-- A co-located schema (customers, orders, line items sharded by customer), local dimension
+-- tables, and analytic queries in the style of TPC-H, each compared with local copies.
+CREATE TABLE nations (nation text PRIMARY KEY, region text);
+INSERT INTO nations VALUES ('FRANCE', 'EUROPE'), ('GERMANY', 'EUROPE'), ('JAPAN', 'ASIA'),
+    ('CHINA', 'ASIA'), ('BRAZIL', 'AMERICA'), ('PERÚ', 'AMERICA'), ('ÉIRE', NULL);
+CREATE TABLE parts (part int PRIMARY KEY, brand text, size int);
+INSERT INTO parts SELECT p, 'Brand#' || (p % 7), p % 11 FROM generate_series(1, 60) p;
+CREATE TABLE customers_l (cust_id int PRIMARY KEY, name text, nation text, segment text, balance numeric(12,2));
+INSERT INTO customers_l
+SELECT c, CASE c % 4 WHEN 0 THEN 'Zoë ' || c WHEN 1 THEN '顧客 ' || c ELSE 'Customer ' || c END,
+       CASE WHEN c % 17 = 0 THEN NULL ELSE (ARRAY['FRANCE','GERMANY','JAPAN','CHINA','BRAZIL','PERÚ','ÉIRE','ATLANTIS'])[c % 8 + 1] END,
+       (ARRAY['BUILDING','MACHINERY','AUTOMOBILE','HOUSEHOLD'])[c % 4 + 1],
+       CASE WHEN c % 13 = 0 THEN NULL ELSE (c * 37 % 2000) - 500 END
+FROM generate_series(1, 300) c;
+CREATE TABLE orders_l (cust_id int NOT NULL, order_id int NOT NULL, odate date, status text, total numeric(12,2), PRIMARY KEY (cust_id, order_id));
+INSERT INTO orders_l
+SELECT c, o, date '2024-01-01' + (c * 7 + o * 3) % 90, (ARRAY['F','O','P','X'])[(c + o) % 4 + 1],
+       CASE WHEN (c + o) % 19 = 0 THEN NULL ELSE (c * o * 13 % 5000) / 10.0 END
+FROM generate_series(1, 250) c, generate_series(1, 5) o WHERE o <= c % 6;
+CREATE TABLE lineitem_l (cust_id int NOT NULL, order_id int NOT NULL, line int NOT NULL, part int,
+                         qty int, price numeric(12,2), discount numeric(4,2), shipdate date, returned bool);
+INSERT INTO lineitem_l
+SELECT o.cust_id, o.order_id, l, (o.cust_id + l * 7) % 60 + 1,
+       CASE WHEN (o.cust_id + l) % 23 = 0 THEN NULL ELSE (o.cust_id * l) % 50 + 1 END,
+       ((o.cust_id * 31 + l * 17) % 10000) / 10.0,
+       ((o.cust_id + l) % 10) / 100.0,
+       o.odate + (o.cust_id + l) % 40,
+       CASE WHEN l % 5 = 0 THEN NULL ELSE (o.cust_id + l) % 3 = 0 END
+FROM orders_l o, generate_series(1, 4) l WHERE l <= (o.cust_id + o.order_id) % 5;
+CREATE TABLE customers (LIKE customers_l INCLUDING ALL);
+CREATE TABLE orders (LIKE orders_l INCLUDING ALL);
+CREATE TABLE lineitem (LIKE lineitem_l INCLUDING ALL);
+INSERT INTO customers SELECT * FROM customers_l;
+INSERT INTO orders SELECT * FROM orders_l;
+INSERT INTO lineitem SELECT * FROM lineitem_l;
+SELECT pgshard.shard_table('customers', 'cust_id', shard_count => 6),
+       pgshard.shard_table('orders', 'cust_id', colocate_with => 'customers'),
+       pgshard.shard_table('lineitem', 'cust_id', colocate_with => 'customers');
+CREATE FUNCTION diff_schema(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    agg text := CASE WHEN q ~* 'order by' THEN 'array_agg(r::text)' ELSE 'array_agg(r::text ORDER BY r::text)' END;
+    a text[];
+    b text[];
+BEGIN
+    EXECUTE format('SELECT %s FROM (%s) r', agg, replace(replace(replace(q, '{c}', 'customers'), '{o}', 'orders'), '{l}', 'lineitem')) INTO a;
+    EXECUTE format('SELECT %s FROM (%s) r', agg, replace(replace(replace(q, '{c}', 'customers_l'), '{o}', 'orders_l'), '{l}', 'lineitem_l')) INTO b;
+    IF a IS NOT DISTINCT FROM b THEN
+        RETURN 'same (' || coalesce(cardinality(a), 0) || ' rows)';
+    END IF;
+    RETURN format('DIFFERENT: %s | %s', left(a::text, 300), left(b::text, 300));
+END $$;
+CREATE TABLE schema_corpus (n serial, q text);
+INSERT INTO schema_corpus (q) VALUES
+('SELECT * FROM {c}'),
+('SELECT * FROM {o}'),
+('SELECT * FROM {l}'),
+('SELECT c.cust_id, c.name, o.order_id, o.total FROM {c} c JOIN {o} o ON o.cust_id = c.cust_id'),
+('SELECT c.cust_id, o.order_id FROM {c} c LEFT JOIN {o} o ON o.cust_id = c.cust_id'),
+('SELECT c.cust_id, o.order_id FROM {c} c LEFT JOIN {o} o ON o.cust_id = c.cust_id AND o.status = ''F'''),
+('SELECT c.cust_id, o.order_id FROM {c} c LEFT JOIN {o} o ON o.cust_id = c.cust_id WHERE o.order_id IS NULL'),
+('SELECT o.cust_id, o.order_id, l.line FROM {o} o RIGHT JOIN {l} l ON l.cust_id = o.cust_id AND l.order_id = o.order_id AND o.status <> ''X'''),
+('SELECT o.cust_id, o.order_id, l.cust_id, l.line FROM {o} o FULL JOIN {l} l ON l.cust_id = o.cust_id AND l.order_id = o.order_id'),
+('SELECT cust_id, name FROM {c} c WHERE EXISTS (SELECT 1 FROM {o} o WHERE o.cust_id = c.cust_id AND o.total > 400)'),
+('SELECT cust_id, name FROM {c} c WHERE NOT EXISTS (SELECT 1 FROM {o} o WHERE o.cust_id = c.cust_id)'),
+('SELECT cust_id FROM {c} WHERE cust_id IN (SELECT cust_id FROM {l} WHERE qty > 45)'),
+('SELECT cust_id FROM {c} WHERE cust_id NOT IN (SELECT cust_id FROM {o} WHERE status = ''P'')'),
+('SELECT c.cust_id, o.order_id, l.line, l.qty FROM {c} c JOIN {o} o ON o.cust_id = c.cust_id JOIN {l} l ON l.cust_id = o.cust_id AND l.order_id = o.order_id WHERE c.segment = ''BUILDING'''),
+('SELECT c.cust_id, count(o.order_id) FROM {c} c LEFT JOIN {o} o ON o.cust_id = c.cust_id GROUP BY c.cust_id'),
+('SELECT o.cust_id, o.order_id, count(l.line), sum(l.qty) FROM {o} o JOIN {l} l USING (cust_id, order_id) GROUP BY o.cust_id, o.order_id'),
+('SELECT c.nation, count(*), sum(o.total) FROM {c} c JOIN {o} o ON o.cust_id = c.cust_id GROUP BY c.nation'),
+('SELECT o.status, sum(l.price * (1 - l.discount)) FROM {o} o JOIN {l} l USING (cust_id, order_id) GROUP BY o.status'),
+('SELECT c.cust_id, o.order_id FROM {c} c JOIN {o} o ON o.cust_id = c.cust_id WHERE c.cust_id = 42'),
+('SELECT c.cust_id, o.order_id FROM {c} c JOIN {o} o ON o.cust_id = c.cust_id WHERE o.cust_id IN (7, 8, 9)'),
+('SELECT c.cust_id, o.order_id FROM {c} c LEFT JOIN {o} o ON o.cust_id = c.cust_id WHERE c.cust_id = 12'),
+('SELECT c.cust_id, o.order_id FROM {c} c JOIN {o} o ON o.order_id = c.cust_id % 5 WHERE c.cust_id < 20'),
+('SELECT c.cust_id, o.cust_id FROM {c} c JOIN {o} o ON o.total > c.balance AND o.cust_id = c.cust_id + 1 WHERE c.cust_id < 30'),
+('SELECT a.cust_id, b.cust_id FROM {c} a JOIN {c} b ON a.cust_id = b.cust_id WHERE a.name LIKE ''Zoë%'''),
+('SELECT a.cust_id, b.cust_id FROM {c} a JOIN {c} b ON a.nation = b.nation AND a.cust_id < b.cust_id WHERE a.cust_id < 20 AND b.cust_id < 40'),
+('SELECT c.name, n.region FROM {c} c JOIN nations n ON n.nation = c.nation'),
+('SELECT c.name, n.region FROM {c} c LEFT JOIN nations n ON n.nation = c.nation'),
+('SELECT n.nation, count(c.cust_id) FROM nations n LEFT JOIN {c} c ON c.nation = n.nation GROUP BY n.nation'),
+('SELECT p.brand, sum(l.qty) FROM {l} l JOIN parts p ON p.part = l.part GROUP BY p.brand'),
+('SELECT l.cust_id, l.line, p.size FROM {l} l JOIN parts p ON p.part = l.part AND p.size > 8 WHERE l.cust_id < 40'),
+('SELECT c.segment, n.region, count(DISTINCT c.cust_id), sum(l.qty) FROM {c} c JOIN {o} o ON o.cust_id = c.cust_id JOIN {l} l ON l.cust_id = o.cust_id AND l.order_id = o.order_id LEFT JOIN nations n ON n.nation = c.nation GROUP BY 1, 2'),
+-- TPC-H Q1 (pricing summary)
+('SELECT returned, count(*) AS count_order, sum(qty) AS sum_qty, sum(price) AS sum_base, sum(price * (1 - discount)) AS sum_disc, avg(qty) AS avg_qty, avg(price) AS avg_price, avg(discount) AS avg_disc FROM {l} WHERE shipdate <= date ''2024-03-15'' GROUP BY returned ORDER BY returned'),
+-- TPC-H Q3 (shipping priority)
+('SELECT o.order_id, o.cust_id, sum(l.price * (1 - l.discount)) AS revenue, o.odate FROM {c} c JOIN {o} o ON c.cust_id = o.cust_id JOIN {l} l ON l.cust_id = o.cust_id AND l.order_id = o.order_id WHERE c.segment = ''BUILDING'' AND o.odate < date ''2024-02-15'' AND l.shipdate > date ''2024-02-15'' GROUP BY o.order_id, o.cust_id, o.odate ORDER BY revenue DESC, o.odate, o.cust_id, o.order_id LIMIT 10'),
+-- TPC-H Q4 (order priority checking)
+('SELECT o.status, count(*) AS order_count FROM {o} o WHERE o.odate >= date ''2024-01-15'' AND o.odate < date ''2024-03-01'' AND EXISTS (SELECT * FROM {l} l WHERE l.cust_id = o.cust_id AND l.order_id = o.order_id AND l.shipdate > o.odate + 20) GROUP BY o.status ORDER BY o.status'),
+-- TPC-H Q5 (local supplier volume, with a local dimension)
+('SELECT n.nation, sum(l.price * (1 - l.discount)) AS revenue FROM {c} c JOIN {o} o ON c.cust_id = o.cust_id JOIN {l} l ON l.cust_id = o.cust_id AND l.order_id = o.order_id JOIN nations n ON n.nation = c.nation WHERE n.region = ''EUROPE'' GROUP BY n.nation ORDER BY revenue DESC'),
+-- TPC-H Q6 (forecasting revenue change)
+('SELECT sum(price * discount) AS revenue FROM {l} WHERE shipdate >= date ''2024-01-01'' AND shipdate < date ''2024-03-01'' AND discount BETWEEN 0.02 AND 0.06 AND qty < 24'),
+-- TPC-H Q10 (returned item reporting)
+('SELECT c.cust_id, c.name, sum(l.price * (1 - l.discount)) AS revenue, c.balance, c.nation FROM {c} c JOIN {o} o ON c.cust_id = o.cust_id JOIN {l} l ON l.cust_id = o.cust_id AND l.order_id = o.order_id WHERE l.returned GROUP BY c.cust_id, c.name, c.balance, c.nation ORDER BY revenue DESC, c.cust_id LIMIT 20'),
+-- TPC-H Q12-like (shipping modes by status)
+('SELECT o.status, sum(CASE WHEN l.qty > 25 THEN 1 ELSE 0 END) AS high, sum(CASE WHEN l.qty <= 25 THEN 1 ELSE 0 END) AS low FROM {o} o JOIN {l} l USING (cust_id, order_id) GROUP BY o.status ORDER BY o.status'),
+-- TPC-H Q13 (customer distribution)
+('SELECT c_count, count(*) AS custdist FROM (SELECT c.cust_id, count(o.order_id) AS c_count FROM {c} c LEFT JOIN {o} o ON c.cust_id = o.cust_id AND o.status <> ''X'' GROUP BY c.cust_id) s GROUP BY c_count ORDER BY custdist DESC, c_count DESC'),
+-- TPC-H Q14 (promotion effect)
+('SELECT round(100.00 * sum(CASE WHEN p.brand LIKE ''Brand#1%'' THEN l.price * (1 - l.discount) ELSE 0 END) / sum(l.price * (1 - l.discount)), 6) FROM {l} l JOIN parts p ON p.part = l.part WHERE l.shipdate >= date ''2024-02-01'''),
+-- TPC-H Q18 (large volume customer)
+('SELECT c.name, c.cust_id, o.order_id, o.odate, o.total, sum(l.qty) FROM {c} c JOIN {o} o ON o.cust_id = c.cust_id JOIN {l} l ON l.cust_id = o.cust_id AND l.order_id = o.order_id GROUP BY c.name, c.cust_id, o.order_id, o.odate, o.total HAVING sum(l.qty) > 90 ORDER BY o.total DESC NULLS LAST, o.odate, c.cust_id, o.order_id'),
+-- TPC-H Q22 (global sales opportunity)
+('SELECT c.nation, count(*) AS numcust, sum(c.balance) AS totbal FROM {c} c WHERE c.balance > (SELECT avg(balance) FROM {c} WHERE balance > 0) AND NOT EXISTS (SELECT * FROM {o} o WHERE o.cust_id = c.cust_id) GROUP BY c.nation ORDER BY c.nation'),
+('SELECT segment, count(*), avg(balance), min(balance), max(balance) FROM {c} GROUP BY segment'),
+('SELECT nation, segment, count(*) FROM {c} GROUP BY nation, segment HAVING count(*) > 5'),
+('SELECT cust_id, count(*), sum(total) FROM {o} GROUP BY cust_id HAVING count(*) >= 4'),
+('SELECT status, count(DISTINCT cust_id), count(*), avg(total) FROM {o} GROUP BY status'),
+('SELECT odate, count(*) FROM {o} GROUP BY odate ORDER BY count(*) DESC, odate LIMIT 5'),
+('SELECT date_trunc(''month'', odate)::date, sum(total) FROM {o} GROUP BY 1'),
+('SELECT part, sum(qty), count(*) FILTER (WHERE returned) FROM {l} GROUP BY part'),
+('SELECT returned, count(*), sum(qty), bool_and(qty > 0), bool_or(discount = 0) FROM {l} GROUP BY returned'),
+('SELECT cust_id, order_id, string_agg(line::text, ''-'' ORDER BY line) FROM {l} WHERE cust_id < 15 GROUP BY cust_id, order_id'),
+('SELECT count(*), count(qty), count(DISTINCT qty), sum(qty), avg(qty) FROM {l}'),
+('SELECT max(price), min(shipdate), max(shipdate) FROM {l} WHERE part = 5'),
+('SELECT cust_id, order_id, line, qty FROM {l} ORDER BY qty DESC NULLS LAST, cust_id, order_id, line LIMIT 15'),
+('SELECT cust_id, name FROM {c} ORDER BY balance NULLS FIRST, cust_id LIMIT 10 OFFSET 5'),
+('SELECT DISTINCT nation FROM {c}'),
+('SELECT DISTINCT ON (nation) nation, cust_id FROM {c} ORDER BY nation, cust_id DESC'),
+('SELECT cust_id FROM {c} WHERE nation IS NULL UNION SELECT cust_id FROM {o} WHERE total IS NULL'),
+('SELECT cust_id FROM {c} INTERSECT SELECT cust_id FROM {o}'),
+('SELECT cust_id FROM {c} EXCEPT ALL SELECT cust_id FROM {o}'),
+('SELECT cust_id, rank() OVER (PARTITION BY nation ORDER BY balance DESC NULLS LAST, cust_id) FROM {c}'),
+('SELECT cust_id, order_id, sum(total) OVER (PARTITION BY cust_id ORDER BY order_id) FROM {o}'),
+('SELECT o.cust_id, o.order_id, lag(o.total) OVER (ORDER BY o.cust_id, o.order_id) FROM {o} o WHERE o.cust_id < 50'),
+('WITH big AS (SELECT cust_id, sum(total) AS t FROM {o} GROUP BY cust_id) SELECT c.name, big.t FROM {c} c JOIN big ON big.cust_id = c.cust_id WHERE big.t > 500'),
+('WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 5) SELECT r.n, count(o.*) FROM r LEFT JOIN {o} o ON o.order_id = r.n GROUP BY r.n'),
+('SELECT c.cust_id, (SELECT count(*) FROM {o} o WHERE o.cust_id = c.cust_id) FROM {c} c WHERE c.cust_id < 40'),
+('SELECT c.cust_id, x.m FROM {c} c, LATERAL (SELECT max(total) AS m FROM {o} o WHERE o.cust_id = c.cust_id) x WHERE c.cust_id BETWEEN 100 AND 130'),
+('SELECT c.cust_id FROM {c} c WHERE c.balance > ALL (SELECT total FROM {o} o WHERE o.cust_id = c.cust_id AND o.total IS NOT NULL) AND c.cust_id < 60'),
+('SELECT c.cust_id, o.order_id, l.line FROM {c} c JOIN {o} o ON o.cust_id = c.cust_id LEFT JOIN {l} l ON l.cust_id = o.cust_id AND l.order_id = o.order_id WHERE c.cust_id < 25'),
+('SELECT o.cust_id, count(*) FROM {o} o JOIN {l} l ON l.cust_id = o.cust_id WHERE o.order_id = 1 GROUP BY o.cust_id'),
+('SELECT c.name, o.order_id FROM {c} c JOIN {o} o ON o.cust_id = c.cust_id WHERE c.name ~ ''^顧客'' AND o.status IN (''F'', ''O'')'),
+('SELECT c.cust_id, o.order_id FROM {c} c JOIN {o} o ON o.cust_id = c.cust_id WHERE random() < 2 AND c.cust_id < 10'),
+('SELECT c.cust_id, o.order_id FROM {c} c JOIN {o} o ON o.cust_id = c.cust_id AND upper(c.name) LIKE ''ZOË%'''),
+('SELECT c.cust_id, o.order_id FROM {c} c JOIN {o} o ON c.cust_id = o.cust_id WHERE o.odate = (SELECT max(odate) FROM {o})'),
+('SELECT count(*) FROM {c} c JOIN {o} o ON o.cust_id = c.cust_id JOIN {l} l ON l.cust_id = c.cust_id'),
+('SELECT count(*), sum(l.qty) FROM {o} o JOIN {l} l ON l.cust_id = o.cust_id AND l.order_id = o.order_id WHERE o.status = ''X'' AND l.returned IS NOT TRUE'),
+('SELECT c.cust_id FROM {c} c WHERE c.cust_id = ANY (ARRAY(SELECT cust_id FROM {o} WHERE total > 480))'),
+('SELECT nation, count(*) FROM {c} WHERE cust_id IN (SELECT o.cust_id FROM {o} o JOIN {l} l ON l.cust_id = o.cust_id AND l.order_id = o.order_id WHERE l.qty = 50) GROUP BY nation'),
+('SELECT c.segment, percentile_disc(0.5) WITHIN GROUP (ORDER BY o.total) FROM {c} c JOIN {o} o ON o.cust_id = c.cust_id GROUP BY c.segment'),
+('SELECT c.cust_id, o.order_id FROM {c} c FULL JOIN {o} o ON o.cust_id = c.cust_id AND c.segment = ''HOUSEHOLD'' WHERE c.cust_id IS NULL OR o.cust_id IS NULL');
+SELECT n, diff_schema(q) FROM schema_corpus ORDER BY n;
+SELECT (SELECT count(*) FROM corpus) + (SELECT count(*) FROM schema_corpus) AS queries_in_the_corpus;
+-- Co-located joins and pushed aggregates show in EXPLAIN.
+EXPLAIN (COSTS OFF) SELECT o.status, sum(l.price * (1 - l.discount)) FROM orders o JOIN lineitem l USING (cust_id, order_id) GROUP BY o.status;
+SELECT pgshard.unshard_table(t) FROM unnest(ARRAY['customers', 'orders', 'lineitem']) t;
+DROP TABLE customers, orders, lineitem, customers_l, orders_l, lineitem_l, nations, parts, schema_corpus;
+DROP FUNCTION diff_schema(text);
 SELECT pgshard.unshard_table(name) FROM (VALUES ('by_id'), ('by_text'), ('by_uuid'), ('by_num'), ('by_date'), ('by_ts')) t(name);
 DROP TABLE by_id, by_text, by_uuid, by_num, by_date, by_ts, items_local, corpus;
 DROP FUNCTION diff(text, text), on_both(text), sharded_copy(text, text, int);

@@ -1,0 +1,49 @@
+--
+-- Joins: co-located tables joined on their shard keys run on each pair of co-located shards;
+-- other joins bring the rows to the coordinator. EXPLAIN shows which.
+--
+SELECT setval('pgshard.shard_shard_id_seq', 600001, false);
+CREATE TABLE accounts (acct int PRIMARY KEY, owner text);
+CREATE TABLE entries (acct int, entry int, amount int, PRIMARY KEY (acct, entry));
+CREATE TABLE notes (id int PRIMARY KEY, acct int, body text);
+SELECT pgshard.shard_table('accounts', 'acct', shard_count => 3);
+SELECT pgshard.shard_table('entries', 'acct', colocate_with => 'accounts');
+SELECT pgshard.shard_table('notes', 'id', shard_count => 2);
+INSERT INTO accounts SELECT a, 'owner ' || a FROM generate_series(1, 30) a;
+INSERT INTO entries SELECT a, e, a * e FROM generate_series(1, 25) a, generate_series(1, 3) e;
+INSERT INTO notes SELECT n, n % 35, 'note ' || n FROM generate_series(1, 40) n;
+
+-- Pushed: inner, left (a filter on the nullable side goes into ON), full, semi, anti.
+EXPLAIN (COSTS OFF, VERBOSE)
+SELECT a.acct, e.amount FROM accounts a JOIN entries e ON e.acct = a.acct WHERE e.amount > 50;
+SELECT count(*), sum(e.amount) FROM accounts a JOIN entries e ON e.acct = a.acct WHERE e.amount > 50;
+EXPLAIN (COSTS OFF)
+SELECT a.acct, e.entry FROM accounts a LEFT JOIN entries e ON e.acct = a.acct AND e.entry = 2 WHERE a.acct = 27;
+SELECT a.acct, e.entry FROM accounts a LEFT JOIN entries e ON e.acct = a.acct AND e.entry = 2 WHERE a.acct IN (24, 27) ORDER BY 1;
+SELECT count(*), count(a.acct), count(e.acct) FROM accounts a FULL JOIN entries e ON e.acct = a.acct;
+EXPLAIN (COSTS OFF) SELECT count(*) FROM accounts a WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.acct = a.acct);
+SELECT acct FROM accounts a WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.acct = a.acct) ORDER BY 1;
+SELECT count(*) FROM accounts WHERE acct IN (SELECT acct FROM entries WHERE amount > 60);
+-- Not co-located, or not on the keys: both sides' rows are pulled and joined here.
+EXPLAIN (COSTS OFF) SELECT a.acct, n.id FROM accounts a JOIN notes n ON n.acct = a.acct;
+SELECT count(*) FROM accounts a JOIN notes n ON n.acct = a.acct;
+EXPLAIN (COSTS OFF) SELECT count(*) FROM accounts a JOIN entries e ON e.entry = a.acct;
+-- A nested loop that rescans one sharded table while another's read is still open on the same
+-- workers (each worker has one connection per transaction): the open read is buffered first.
+SET enable_hashjoin = off;
+SET enable_mergejoin = off;
+SET enable_material = off;
+EXPLAIN (COSTS OFF) SELECT n.id, a.owner FROM notes n JOIN accounts a ON a.acct = n.acct + 0 WHERE n.id <= 6;
+SELECT n.id, a.owner FROM notes n JOIN accounts a ON a.acct = n.acct + 0 WHERE n.id <= 6 ORDER BY 1;
+BEGIN;
+SELECT count(*) FROM notes n JOIN accounts a ON a.acct = n.acct + 0;
+COMMIT;
+RESET enable_hashjoin;
+RESET enable_mergejoin;
+RESET enable_material;
+-- EXPLAIN ANALYZE shows the rows (and, with TIMING, the time) of every task.
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, VERBOSE)
+SELECT a.acct FROM accounts a JOIN entries e USING (acct) WHERE e.entry = 1;
+EXPLAIN (FORMAT JSON, COSTS OFF) SELECT count(*) FROM accounts a JOIN entries e USING (acct) WHERE a.acct = 3;
+SELECT pgshard.unshard_table(t) FROM unnest(ARRAY['accounts', 'entries', 'notes']) t;
+DROP TABLE accounts, entries, notes;
