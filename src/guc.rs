@@ -36,6 +36,11 @@ static KEY_FILE: GucSetting<Option<std::ffi::CString>> =
 /// instead of their plaintext, so that dumps stay encrypted.
 static ENVELOPE_IO: GucSetting<bool> = GucSetting::<bool>::new(false);
 
+/// `pgshard.max_pulled_rows`: most rows one remote read may bring to the coordinator
+/// (0 = no limit), so that a query the shards cannot finish fails clearly instead of pulling a
+/// whole table.
+static MAX_PULLED_ROWS: GucSetting<i32> = GucSetting::<i32>::new(0);
+
 /// Most shards a table may have; each is a table on a worker.
 pub const MAX_SHARD_COUNT: i32 = 4096;
 
@@ -47,6 +52,16 @@ pub fn register() {
         &SHARD_COUNT,
         1,
         MAX_SHARD_COUNT,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pgshard.max_pulled_rows",
+        c"Most rows one read of sharded tables may bring to the coordinator (0 = no limit).",
+        c"A statement whose read exceeds it fails; filters, aggregates and joins that run on the workers bring fewer rows.",
+        &MAX_PULLED_ROWS,
+        0,
+        i32::MAX,
         GucContext::Userset,
         GucFlags::default(),
     );
@@ -157,4 +172,10 @@ pub fn connect_timeout() -> Duration {
 
 pub fn shard_count() -> i32 {
     SHARD_COUNT.get()
+}
+
+/// The row limit of one remote read, if any.
+pub fn max_pulled_rows() -> Option<u64> {
+    let limit = MAX_PULLED_ROWS.get();
+    (limit > 0).then_some(limit as u64)
 }

@@ -506,6 +506,9 @@ impl ReadState {
 pub struct RemoteRows {
     pub tasks: Vec<Task>,
     read: Rc<RefCell<ReadState>>,
+    pulled: u64,
+    /// `pgshard.max_pulled_rows` when the read started.
+    limit: Option<u64>,
 }
 
 /// Most rows taken from the sockets in one go before they are handed to the executor.
@@ -552,7 +555,12 @@ impl RemoteRows {
             finished_after: vec![None; tasks.len()],
         }));
         READS.with(|reads| reads.borrow_mut().push(Rc::downgrade(&read)));
-        RemoteRows { tasks, read }
+        RemoteRows {
+            tasks,
+            read,
+            pulled: 0,
+            limit: crate::guc::max_pulled_rows(),
+        }
     }
 
     /// The next row of any task, with the task's index; `None` when all are done.
@@ -574,6 +582,10 @@ impl RemoteRows {
             match message {
                 Ok(SimpleQueryMessage::Row(row)) => {
                     self.tasks[index].rows += 1;
+                    self.pulled += 1;
+                    if let Some(limit) = self.limit.filter(|l| self.pulled > *l) {
+                        self.refuse_beyond(limit);
+                    }
                     return Some((index, row));
                 }
                 Ok(_) => {}
@@ -600,6 +612,21 @@ impl RemoteRows {
         while self.next().is_some() {}
         self.read.borrow_mut().buffer.clear();
         self.note_times();
+    }
+
+    /// Raises the error of a read that brought more than `pgshard.max_pulled_rows` rows.
+    fn refuse_beyond(&self, limit: u64) -> ! {
+        let first = &self.tasks[0];
+        PgShardError::new(
+            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!(
+                "a read of {} shard(s) brought more than {limit} rows to the coordinator",
+                self.tasks.len()
+            ),
+        )
+        .detail(format!("The first task was: {}", first.sql))
+        .hint("Raise pgshard.max_pulled_rows (0 = no limit), or filter on columns the workers can evaluate.")
+        .raise()
     }
 
     /// Copies into the tasks the times at which they finished.

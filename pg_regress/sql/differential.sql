@@ -29,20 +29,24 @@ END $$;
 SELECT sharded_copy('by_id', 'id', 8), sharded_copy('by_text', 'k_text', 5),
        sharded_copy('by_uuid', 'k_uuid', 4), sharded_copy('by_num', 'k_num', 4),
        sharded_copy('by_date', 'k_date', 3), sharded_copy('by_ts', 'k_ts', 4);
--- Compares a query (with {t} for the table) on a sharded copy and on the local copy.
-CREATE FUNCTION diff(sharded text, q text) RETURNS text LANGUAGE plpgsql AS $$
+-- Compares a query's rows on sharded tables (query a) and on local copies (query b), in order
+-- when the query orders them.
+CREATE FUNCTION compare(a_sql text, b_sql text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
-    agg text := CASE WHEN q ~* 'order by' THEN 'array_agg(r::text)' ELSE 'array_agg(r::text ORDER BY r::text)' END;
+    agg text := CASE WHEN a_sql ~* 'order by' THEN 'array_agg(r::text)' ELSE 'array_agg(r::text ORDER BY r::text)' END;
     a text[];
     b text[];
 BEGIN
-    EXECUTE format('SELECT %s FROM (%s) r', agg, replace(q, '{t}', sharded)) INTO a;
-    EXECUTE format('SELECT %s FROM (%s) r', agg, replace(q, '{t}', 'items_local')) INTO b;
+    EXECUTE format('SELECT %s FROM (%s) r', agg, a_sql) INTO a;
+    EXECUTE format('SELECT %s FROM (%s) r', agg, b_sql) INTO b;
     IF a IS NOT DISTINCT FROM b THEN
         RETURN 'same (' || coalesce(cardinality(a), 0) || ' rows)';
     END IF;
     RETURN format('DIFFERENT: %s | %s', left(a::text, 300), left(b::text, 300));
 END $$;
+-- A query with {t} for the table, on a sharded copy and on the local copy.
+CREATE FUNCTION diff(sharded text, q text) RETURNS text LANGUAGE sql
+    RETURN compare(replace(q, '{t}', sharded), replace(q, '{t}', 'items_local'));
 CREATE TABLE corpus (n serial, q text);
 INSERT INTO corpus (q) VALUES
 ('SELECT * FROM {t}'),
@@ -263,19 +267,9 @@ INSERT INTO lineitem SELECT * FROM lineitem_l;
 SELECT pgshard.shard_table('customers', 'cust_id', shard_count => 6),
        pgshard.shard_table('orders', 'cust_id', colocate_with => 'customers'),
        pgshard.shard_table('lineitem', 'cust_id', colocate_with => 'customers');
-CREATE FUNCTION diff_schema(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    agg text := CASE WHEN q ~* 'order by' THEN 'array_agg(r::text)' ELSE 'array_agg(r::text ORDER BY r::text)' END;
-    a text[];
-    b text[];
-BEGIN
-    EXECUTE format('SELECT %s FROM (%s) r', agg, replace(replace(replace(q, '{c}', 'customers'), '{o}', 'orders'), '{l}', 'lineitem')) INTO a;
-    EXECUTE format('SELECT %s FROM (%s) r', agg, replace(replace(replace(q, '{c}', 'customers_l'), '{o}', 'orders_l'), '{l}', 'lineitem_l')) INTO b;
-    IF a IS NOT DISTINCT FROM b THEN
-        RETURN 'same (' || coalesce(cardinality(a), 0) || ' rows)';
-    END IF;
-    RETURN format('DIFFERENT: %s | %s', left(a::text, 300), left(b::text, 300));
-END $$;
+CREATE FUNCTION diff_schema(q text) RETURNS text LANGUAGE sql
+    RETURN compare(replace(replace(replace(q, '{c}', 'customers'), '{o}', 'orders'), '{l}', 'lineitem'),
+                   replace(replace(replace(q, '{c}', 'customers_l'), '{o}', 'orders_l'), '{l}', 'lineitem_l'));
 CREATE TABLE schema_corpus (n serial, q text);
 INSERT INTO schema_corpus (q) VALUES
 ('SELECT * FROM {c}'),
@@ -378,4 +372,4 @@ DROP TABLE customers, orders, lineitem, customers_l, orders_l, lineitem_l, natio
 DROP FUNCTION diff_schema(text);
 SELECT pgshard.unshard_table(name) FROM (VALUES ('by_id'), ('by_text'), ('by_uuid'), ('by_num'), ('by_date'), ('by_ts')) t(name);
 DROP TABLE by_id, by_text, by_uuid, by_num, by_date, by_ts, items_local, corpus;
-DROP FUNCTION diff(text, text), on_both(text), sharded_copy(text, text, int);
+DROP FUNCTION diff(text, text), on_both(text), sharded_copy(text, text, int), compare(text, text);

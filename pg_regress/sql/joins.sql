@@ -41,6 +41,12 @@ COMMIT;
 RESET enable_hashjoin;
 RESET enable_mergejoin;
 RESET enable_material;
+-- pgshard.max_pulled_rows caps the rows one read may bring; pushed work stays under it.
+SET pgshard.max_pulled_rows = 10;
+SELECT count(*) FROM notes n JOIN accounts a ON a.acct = n.acct;
+SELECT count(*), sum(e.amount) FROM accounts a JOIN entries e USING (acct) WHERE e.amount > 50;
+SELECT count(*) FROM notes;
+RESET pgshard.max_pulled_rows;
 -- EXPLAIN ANALYZE shows the rows (and, with TIMING, the time) of every task.
 EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, VERBOSE)
 SELECT a.acct FROM accounts a JOIN entries e USING (acct) WHERE e.entry = 1;
