@@ -23,7 +23,9 @@
 //! computes it on the coordinator and the answer is the same.
 //!
 //! DISTINCT aggregates (`count(DISTINCT x)`) are split by grouping the inner query by `x` too;
-//! the outer query applies the aggregate itself to the distinct values.
+//! the outer query applies the aggregate itself to the distinct values. GROUP BY without
+//! aggregates and `SELECT DISTINCT` are split alike: each shard returns its distinct groups and
+//! the outer query removes the duplicates across shards.
 
 use std::ffi::{c_void, CString};
 
@@ -85,7 +87,6 @@ unsafe fn plan_split(query: *mut pg_sys::Query) -> Option<Split> {
     let q = &*query;
     if q.commandType != pg_sys::CmdType::CMD_SELECT
         || !q.utilityStmt.is_null()
-        || !q.hasAggs
         || !q.groupingSets.is_null()
         || q.hasSubLinks
         || !q.rowMarks.is_null()
@@ -95,6 +96,21 @@ unsafe fn plan_split(query: *mut pg_sys::Query) -> Option<Split> {
     {
         return None;
     }
+    // What is grouped: GROUP BY, or SELECT DISTINCT's columns (DISTINCT x is GROUP BY x when
+    // nothing in the select list is computed after grouping).
+    let distinct_only = !q.hasAggs
+        && q.groupClause.is_null()
+        && !q.distinctClause.is_null()
+        && !q.hasDistinctOn
+        && !q.hasWindowFuncs
+        && !q.hasTargetSRFs;
+    let grouping = if distinct_only {
+        q.distinctClause
+    } else if q.hasAggs || !q.groupClause.is_null() {
+        q.groupClause
+    } else {
+        return None;
+    };
     let rtable = list_nodes(q.rtable);
     let from = list_nodes((*q.jointree).fromlist);
     if rtable.len() != 1 || from.len() != 1 || (*from[0]).type_ != pg_sys::NodeTag::T_RangeTblRef {
@@ -108,10 +124,12 @@ unsafe fn plan_split(query: *mut pg_sys::Query) -> Option<Split> {
     if table.shards.len() == 1 || has_outer_references(query) {
         return None;
     }
-    // Pinned to one key: the whole query runs on that key's shard.
+    // Pinned to one key: the whole grouped query runs on that key's shard.
     for clause in conjuncts((*q.jointree).quals) {
         if let Some((KeyPin::Equals, _)) = crate::scan::key_pin(clause, 1, &table) {
-            return None;
+            if !distinct_only {
+                return None;
+            }
         }
     }
 
@@ -122,11 +140,11 @@ unsafe fn plan_split(query: *mut pg_sys::Query) -> Option<Split> {
         aggregates: Vec::new(),
     };
     let mut next_ref = 0;
-    for clause in list_nodes(q.groupClause) {
+    for clause in list_nodes(grouping) {
         let clause = clause as *mut pg_sys::SortGroupClause;
         let entry = pg_sys::get_sortgroupref_tle((*clause).tleSortGroupRef, q.targetList);
         let expr = (*entry).expr as *mut pg_sys::Node;
-        if crate::aggregate::is_key(expr, 1, &table) {
+        if !distinct_only && crate::aggregate::is_key(expr, 1, &table) {
             return None;
         }
         let name = if (*entry).resname.is_null() {
@@ -434,7 +452,7 @@ impl Split {
         (*query).jointree = pg_sys::makeFromExpr(make_list([reference]), std::ptr::null_mut());
         (*query).targetList = make_list(targets);
         (*query).havingQual = having;
-        (*query).hasAggs = true;
+        (*query).hasAggs = !self.aggregates.is_empty();
     }
 }
 

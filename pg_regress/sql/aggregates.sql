@@ -41,6 +41,12 @@ SELECT paid, count(*) FILTER (WHERE qty > 8) AS big, sum(qty * 2) + 1 AS s, roun
 FROM sales_local GROUP BY paid HAVING count(*) > 100 ORDER BY paid;
 PREPARE by_note(int) AS SELECT note, count(*) FILTER (WHERE qty > $1), sum(amount) FROM sales GROUP BY note ORDER BY note;
 EXECUTE by_note(10);
+-- SELECT DISTINCT and GROUP BY without aggregates: each shard returns its distinct rows, the
+-- coordinator removes the duplicates across shards.
+EXPLAIN (COSTS OFF) SELECT DISTINCT region, paid FROM sales;
+SELECT DISTINCT region, paid FROM sales ORDER BY 1, 2;
+SELECT DISTINCT region, paid FROM sales_local ORDER BY 1, 2;
+SELECT note FROM sales WHERE qty > 15 GROUP BY note ORDER BY note;
 -- Aggregates over no rows, and filters that select no shard, still give their one row.
 SELECT count(*), sum(qty), avg(amount), array_agg(id) FROM sales WHERE qty < 0;
 SELECT count(*), max(id) FROM sales WHERE id = 1 AND id = 2;
