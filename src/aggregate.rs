@@ -15,10 +15,12 @@
 
 use pgrx::prelude::*;
 
-use crate::deparse::{list_nodes, Deparser};
+use std::rc::Rc;
+
+use crate::deparse::{list_nodes, Deparser, Sql};
 use crate::encryption;
 use crate::execution::KeyPin;
-use crate::metadata::{self, cstr, quote_ident, ShardedTable};
+use crate::metadata::{self, ShardedTable};
 use crate::pushed::{Kind, PushedQuery};
 use crate::scan;
 
@@ -54,24 +56,20 @@ pub unsafe fn add_grouped_path(
     output_rel: *mut pg_sys::RelOptInfo,
     extra: *mut pg_sys::GroupPathExtraData,
 ) {
-    if (*input_rel).reloptkind != pg_sys::RelOptKind::RELOPT_BASEREL || extra.is_null() {
-        return;
-    }
     let parse = (*root).parse;
-    if !(*parse).groupingSets.is_null()
+    if extra.is_null()
+        || !(*parse).groupingSets.is_null()
         || !(*root).hasHavingQual && (*parse).groupClause.is_null() && !(*parse).hasAggs
     {
         return;
     }
-    let varno = (*input_rel).relid;
-    let rte = *(*root).simple_rte_array.add(varno as usize);
-    if (*rte).rtekind != pg_sys::RTEKind::RTE_RELATION {
-        return;
-    }
-    let Some(table) = metadata::sharded_table((*rte).relid) else {
-        return;
+    let source = match (*input_rel).reloptkind {
+        pg_sys::RelOptKind::RELOPT_BASEREL => table_source(root, input_rel),
+        pg_sys::RelOptKind::RELOPT_JOINREL => join_source(root, input_rel),
+        _ => None,
     };
-    let Some(query) = grouped_query(root, input_rel, output_rel, extra, varno, &table) else {
+    let Some(query) = source.and_then(|source| grouped_query(root, output_rel, extra, source))
+    else {
         return;
     };
     let rows = list_nodes((*output_rel).pathlist)
@@ -86,23 +84,79 @@ pub unsafe fn add_grouped_path(
     pg_sys::add_path(output_rel, path);
 }
 
-/// The grouped query for one shard, or `None` when it cannot run on the shards.
-unsafe fn grouped_query(
+/// What the grouping reads: one sharded table, or a pushed join of co-located ones.
+struct Source {
+    deparser: Deparser,
+    /// FROM … WHERE …, with the shard-name holes, tables and key pins.
+    body: PushedQuery,
+    /// Keys a group of which is on one shard (group): grouping by one pushes the whole query.
+    keys: Vec<(u32, Rc<ShardedTable>)>,
+    single_shard: bool,
+}
+
+unsafe fn table_source(
     root: *mut pg_sys::PlannerInfo,
-    input_rel: *mut pg_sys::RelOptInfo,
-    output_rel: *mut pg_sys::RelOptInfo,
-    extra: *mut pg_sys::GroupPathExtraData,
-    varno: u32,
-    table: &ShardedTable,
-) -> Option<PushedQuery> {
-    let parse = (*root).parse;
-    let relid = table.oid;
+    rel: *mut pg_sys::RelOptInfo,
+) -> Option<Source> {
+    let varno = (*rel).relid;
+    let rte = *(*root).simple_rte_array.add(varno as usize);
+    if (*rte).rtekind != pg_sys::RTEKind::RTE_RELATION {
+        return None;
+    }
+    let table = metadata::sharded_table((*rte).relid)?;
     let deparser = Deparser {
         varno,
-        relid,
+        relid: table.oid,
         excluded: 0,
         joined: None,
     };
+    let mut body = PushedQuery::new(Kind::Aggregate, vec![table.oid]);
+    body.sql.push(" FROM ");
+    body.push_shard_name(0);
+    let clauses = list_nodes((*rel).baserestrictinfo)
+        .into_iter()
+        .map(|r| (*(r as *mut pg_sys::RestrictInfo)).clause as *mut pg_sys::Node);
+    for (i, clause) in clauses.enumerate() {
+        body.sql.push(if i == 0 { " WHERE " } else { " AND " });
+        body.sql.append(deparser.deparse(clause)?);
+        body.pins.extend(scan::key_pin(clause, varno, &table));
+    }
+    Some(Source {
+        deparser,
+        body,
+        single_shard: table.shards.len() == 1,
+        keys: vec![(varno, table)],
+    })
+}
+
+unsafe fn join_source(
+    root: *mut pg_sys::PlannerInfo,
+    rel: *mut pg_sys::RelOptInfo,
+) -> Option<Source> {
+    let info = list_nodes((*rel).pathlist)
+        .into_iter()
+        .find_map(|p| crate::pushed::pushed_join(p as *mut pg_sys::Path))?;
+    let join = crate::join::body_of(root, rel, info)?;
+    Some(Source {
+        deparser: join.deparser,
+        single_shard: join
+            .preserved
+            .first()
+            .is_some_and(|(_, t)| t.shards.len() == 1),
+        body: join.query,
+        keys: join.preserved,
+    })
+}
+
+/// The grouped query for one shard (group), or `None` when it cannot run on the shards.
+unsafe fn grouped_query(
+    root: *mut pg_sys::PlannerInfo,
+    output_rel: *mut pg_sys::RelOptInfo,
+    extra: *mut pg_sys::GroupPathExtraData,
+    source: Source,
+) -> Option<PushedQuery> {
+    let parse = (*root).parse;
+    let deparser = &source.deparser;
 
     // Columns: the group expressions, then the aggregates and columns the target and
     // HAVING read.
@@ -141,101 +195,78 @@ unsafe fn grouped_query(
     }
 
     let partial = (*parse).queryId == crate::partial::PARTIAL_QUERY_ID;
-    let key_grouped = columns[..groups].iter().any(|e| is_key(*e, varno, table));
-    let clauses: Vec<*mut pg_sys::Node> = list_nodes((*input_rel).baserestrictinfo)
-        .into_iter()
-        .map(|r| (*(r as *mut pg_sys::RestrictInfo)).clause as *mut pg_sys::Node)
-        .collect();
-    let pins: Vec<_> = clauses
-        .iter()
-        .filter_map(|c| scan::key_pin(*c, varno, table))
-        .collect();
-    let pinned = pins.iter().any(|(p, _)| *p == KeyPin::Equals);
-    if !(partial || key_grouped || pinned || table.shards.len() == 1) {
+    let key_grouped = columns[..groups].iter().any(|e| {
+        source
+            .keys
+            .iter()
+            .any(|(varno, table)| is_key(*e, *varno, table))
+    });
+    let pinned = source.body.pins.iter().any(|(p, _)| *p == KeyPin::Equals);
+    if !(partial || key_grouped || pinned || source.single_shard) {
         return None;
     }
 
-    let mut query = PushedQuery::new(Kind::Aggregate, vec![relid]);
-    let sql = &mut query.sql;
-    sql.push("SELECT ");
+    let mut query = PushedQuery::new(Kind::Aggregate, Vec::new());
+    query.sql.push("SELECT ");
     for (i, expr) in columns.iter().enumerate() {
         if i > 0 {
-            sql.push(", ");
+            query.sql.push(", ");
         }
         if encryption::kind_of_type(pg_sys::exprType(*expr)).is_some() {
             // Grouped by the tag below; any envelope of the group decrypts to its value.
-            let column = encrypted_column(*expr, varno, relid)?;
-            sql.push(&format!("pg_catalog.min({column}::text COLLATE \"C\")"));
+            query.sql.push("pg_catalog.min((");
+            query.sql.append(encrypted_column(deparser, *expr)?);
+            query.sql.push(")::text COLLATE \"C\")");
         } else {
-            sql.append(deparser.deparse(*expr)?);
+            query.sql.append(deparser.deparse(*expr)?);
         }
     }
-    sql.push(" FROM ");
-    query.push_shard_name(0);
-    let sql = &mut query.sql;
-    for (i, clause) in clauses.iter().enumerate() {
-        sql.push(if i == 0 { " WHERE " } else { " AND " });
-        sql.append(deparser.deparse(*clause)?);
-    }
+    query.append(source.body);
     for (i, expr) in columns[..groups].iter().enumerate() {
-        sql.push(if i == 0 { " GROUP BY " } else { ", " });
+        query.sql.push(if i == 0 { " GROUP BY " } else { ", " });
         if encryption::kind_of_type(pg_sys::exprType(*expr)).is_some() {
-            let column = encrypted_column(*expr, varno, relid)?;
-            sql.push(&format!(
-                "substring({column} FROM {} FOR {})",
+            query.sql.push("substring(");
+            query.sql.append(encrypted_column(deparser, *expr)?);
+            query.sql.push(&format!(
+                " FROM {} FOR {})",
                 pgshard_core::envelope::TAG_SQL_FROM,
                 pgshard_core::envelope::TAG_LEN
             ));
         } else {
-            sql.push(&(i + 1).to_string());
+            query.sql.push(&(i + 1).to_string());
         }
     }
     if groups == 0 && !(*parse).groupClause.is_null() {
         // Grouped by constants only: one group, or none over no rows.
-        sql.push(" GROUP BY ()");
+        query.sql.push(" GROUP BY ()");
     }
-    let mut local = Vec::new();
     let mut pushed_having = 0;
     for clause in having {
         match deparser.deparse(clause) {
             Some(condition) => {
-                sql.push(if pushed_having == 0 {
+                query.sql.push(if pushed_having == 0 {
                     " HAVING "
                 } else {
                     " AND "
                 });
-                sql.append(condition);
+                query.sql.append(condition);
                 pushed_having += 1;
             }
-            None => local.push(clause),
+            None => query.local.push(clause),
         }
     }
-    query.pins = pins;
     query.columns = columns;
-    query.local = local;
     query.at_least_one = (*parse).groupClause.is_null();
     Some(query)
 }
 
-/// The quoted name of an encrypted column read as a group (only plain columns are grouped on
-/// the shards: their tag is in the stored envelope).
-unsafe fn encrypted_column(
-    expr: *mut pg_sys::Node,
-    varno: u32,
-    relid: pg_sys::Oid,
-) -> Option<String> {
+/// An encrypted column read as a group (only plain columns are grouped on the shards: their
+/// tag is in the stored envelope).
+unsafe fn encrypted_column(deparser: &Deparser, expr: *mut pg_sys::Node) -> Option<Sql> {
     if (*expr).type_ != pg_sys::NodeTag::T_Var {
         return None;
     }
-    let var = expr as *mut pg_sys::Var;
-    if (*var).varno as u32 != varno || (*var).varattno <= 0 || (*var).varlevelsup != 0 {
-        return None;
-    }
-    Some(quote_ident(&cstr(pg_sys::get_attname(
-        relid,
-        (*var).varattno,
-        false,
-    ))))
+    deparser.deparse(expr)
 }
 
 unsafe fn contains(list: &[*mut pg_sys::Node], node: *mut pg_sys::Node) -> bool {

@@ -8,13 +8,15 @@
 //! either table go with it (into ON for the nullable side of an outer join). Joins of more than
 //! two tables push their co-located pairs and finish on the coordinator.
 
+use std::rc::Rc;
+
 use pgrx::prelude::*;
 
 use crate::aggregate::is_key;
 use crate::deparse::{list_nodes, Deparser, Sql};
 use crate::encryption;
 use crate::metadata::{self, cstr, ShardedTable};
-use crate::pushed::{Kind, PushedQuery};
+use crate::pushed::{JoinInfo, Kind, PushedQuery};
 use crate::scan;
 
 /// `set_join_pathlist_hook` body.
@@ -60,43 +62,135 @@ pub unsafe fn add_join_path(
         outer: &outer,
         inner: &inner,
     };
-    if let Some(query) = sides.query(root, joinrel, outerrel, innerrel, jointype, extra) {
-        let path = query.into_path(joinrel, (*joinrel).rows);
-        pg_sys::add_path(joinrel, path);
+    let restrictlist = (*extra).restrictlist;
+    let Some(body) = sides.body(root, joinrel, outerrel, innerrel, jointype, restrictlist) else {
+        return;
+    };
+    let mut query = PushedQuery::new(Kind::Join, Vec::new());
+    query.sql.push("SELECT ");
+    let columns = list_nodes((*(*joinrel).reltarget).exprs);
+    if columns.is_empty() {
+        query.sql.push("NULL");
     }
+    for (i, column) in columns.iter().enumerate() {
+        if (**column).type_ != pg_sys::NodeTag::T_Var {
+            return;
+        }
+        if i > 0 {
+            query.sql.push(", ");
+        }
+        let Some(sql) = sides.deparser().deparse(*column) else {
+            return;
+        };
+        query.sql.append(sql);
+    }
+    query.columns = columns;
+    query.append(body);
+    query.join = Some(JoinInfo {
+        outer: sides.outer_varno,
+        inner: sides.inner_varno,
+        jointype,
+        restrictlist,
+    });
+    let path = query.into_path(joinrel, (*joinrel).rows);
+    pg_sys::add_path(joinrel, path);
 }
 
-struct JoinSides<'a> {
-    outer_varno: u32,
-    inner_varno: u32,
-    outer: &'a ShardedTable,
-    inner: &'a ShardedTable,
+/// The FROM … WHERE … of a pushed join, to which the join scan adds its columns and the
+/// grouped scan its groups and aggregates.
+pub struct JoinBody {
+    pub query: PushedQuery,
+    pub deparser: Deparser,
+    /// The sides whose rows the join keeps (so a group of their key is on one shard pair).
+    pub preserved: Vec<(u32, Rc<ShardedTable>)>,
+}
+
+/// The body of the join `info` of `joinrel`, rebuilt for the grouping step.
+///
+/// # Safety
+/// Called by the planner with the relations of `info`.
+pub unsafe fn body_of(
+    root: *mut pg_sys::PlannerInfo,
+    joinrel: *mut pg_sys::RelOptInfo,
+    info: JoinInfo,
+) -> Option<JoinBody> {
+    let outerrel = *(*root).simple_rel_array.add(info.outer as usize);
+    let innerrel = *(*root).simple_rel_array.add(info.inner as usize);
+    let table = |varno: u32| {
+        let rte = *(*root).simple_rte_array.add(varno as usize);
+        metadata::sharded_table((*rte).relid)
+    };
+    let (outer, inner) = (table(info.outer)?, table(info.inner)?);
+    let sides = JoinSides {
+        outer_varno: info.outer,
+        inner_varno: info.inner,
+        outer: &outer,
+        inner: &inner,
+    };
+    let body = sides.body(
+        root,
+        joinrel,
+        outerrel,
+        innerrel,
+        info.jointype,
+        info.restrictlist,
+    )?;
+    use pg_sys::JoinType::*;
+    let mut preserved = Vec::new();
+    if matches!(
+        info.jointype,
+        JOIN_INNER | JOIN_LEFT | JOIN_SEMI | JOIN_ANTI
+    ) {
+        preserved.push((info.outer, Rc::clone(&outer)));
+    }
+    if matches!(info.jointype, JOIN_INNER | JOIN_RIGHT) {
+        preserved.push((info.inner, Rc::clone(&inner)));
+    }
+    Some(JoinBody {
+        query: body,
+        deparser: sides.deparser(),
+        preserved,
+    })
+}
+
+/// The two tables of a join: range-table indexes and tables.
+pub struct JoinSides<'a> {
+    pub outer_varno: u32,
+    pub inner_varno: u32,
+    pub outer: &'a ShardedTable,
+    pub inner: &'a ShardedTable,
 }
 
 impl JoinSides<'_> {
-    /// The join for one pair of co-located shards, or `None` when it cannot run there.
-    unsafe fn query(
+    /// Deparses expressions over both tables, as `r<index>.column`.
+    fn deparser(&self) -> Deparser {
+        Deparser {
+            varno: self.outer_varno,
+            relid: self.outer.oid,
+            excluded: 0,
+            joined: Some((self.inner_varno, self.inner.oid)),
+        }
+    }
+
+    /// FROM … WHERE … for one pair of co-located shards, or `None` when the join cannot run
+    /// there.
+    unsafe fn body(
         &self,
         root: *mut pg_sys::PlannerInfo,
         joinrel: *mut pg_sys::RelOptInfo,
         outerrel: *mut pg_sys::RelOptInfo,
         innerrel: *mut pg_sys::RelOptInfo,
         jointype: pg_sys::JoinType::Type,
-        extra: *mut pg_sys::JoinPathExtraData,
+        restrictlist: *mut pg_sys::List,
     ) -> Option<PushedQuery> {
         use pg_sys::JoinType::*;
-        let deparser = Deparser {
-            varno: self.outer_varno,
-            relid: self.outer.oid,
-            excluded: 0,
-            joined: Some((self.inner_varno, self.inner.oid)),
-        };
+        let deparser = self.deparser();
         // Clauses above an outer join filter its result; a semi or anti join's output has no
         // column of its inner side, so every clause of it is a join condition.
         let outer_join = matches!(jointype, JOIN_LEFT | JOIN_RIGHT | JOIN_FULL);
         let mut join_clauses = Vec::new();
         let mut after_join = Vec::new();
-        for rinfo in list_nodes((*extra).restrictlist) {
+        for rinfo in list_nodes(restrictlist) {
             let rinfo = rinfo as *mut pg_sys::RestrictInfo;
             let pushed_down = (*rinfo).is_pushed_down
                 || !pg_sys::bms_is_subset((*rinfo).required_relids, (*joinrel).relids);
@@ -167,21 +261,6 @@ impl JoinSides<'_> {
         };
 
         let mut query = PushedQuery::new(Kind::Join, vec![self.outer.oid, self.inner.oid]);
-        query.sql.push("SELECT ");
-        let columns = list_nodes((*(*joinrel).reltarget).exprs);
-        if columns.is_empty() {
-            query.sql.push("NULL");
-        }
-        for (i, column) in columns.iter().enumerate() {
-            if (**column).type_ != pg_sys::NodeTag::T_Var {
-                return None;
-            }
-            if i > 0 {
-                query.sql.push(", ");
-            }
-            query.sql.append(deparser.deparse(*column)?);
-        }
-        query.columns = columns;
         query.sql.push(" FROM ");
         query.push_shard_name(0);
         let on_sql = and_all(&deparser, &on)?;
@@ -230,7 +309,7 @@ impl JoinSides<'_> {
 
     /// Whether `clause` is `outer key = inner key` (either way round), by the key type's own
     /// equality or, for encrypted keys, by their tags.
-    unsafe fn equates_keys(&self, clause: *mut pg_sys::Node) -> bool {
+    pub unsafe fn equates_keys(&self, clause: *mut pg_sys::Node) -> bool {
         if (*clause).type_ != pg_sys::NodeTag::T_OpExpr {
             return false;
         }

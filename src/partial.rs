@@ -28,13 +28,14 @@
 //! the outer query removes the duplicates across shards.
 
 use std::ffi::{c_void, CString};
+use std::rc::Rc;
 
 use pgrx::prelude::*;
 use pgshard_core::combine::{self, ArgType, Recipe};
 
 use crate::deparse::{list_nodes, make_list};
 use crate::execution::KeyPin;
-use crate::metadata::{self, cstr};
+use crate::metadata::{self, cstr, ShardedTable};
 
 /// Marks an inner query whose grouping may run per shard (ASCII "pgshard" and 1).
 pub const PARTIAL_QUERY_ID: u64 = 0x7067_7368_6172_6401;
@@ -111,24 +112,59 @@ unsafe fn plan_split(query: *mut pg_sys::Query) -> Option<Split> {
     } else {
         return None;
     };
-    let rtable = list_nodes(q.rtable);
-    let from = list_nodes((*q.jointree).fromlist);
-    if rtable.len() != 1 || from.len() != 1 || (*from[0]).type_ != pg_sys::NodeTag::T_RangeTblRef {
+    // One sharded table, or two of one co-location group (whose join the grouped scan pushes
+    // when it is on their keys); explicit JOINs add join entries to the range table.
+    let mut tables: Vec<(u32, Rc<ShardedTable>)> = Vec::new();
+    for (i, rte) in list_nodes(q.rtable).into_iter().enumerate() {
+        let rte = rte as *mut pg_sys::RangeTblEntry;
+        match (*rte).rtekind {
+            pg_sys::RTEKind::RTE_JOIN => continue,
+            pg_sys::RTEKind::RTE_RELATION if (*rte).tablesample.is_null() => {
+                tables.push((i as u32 + 1, metadata::sharded_table((*rte).relid)?));
+            }
+            _ => return None,
+        }
+    }
+    let colocated = tables
+        .iter()
+        .all(|(_, t)| t.colocation_id == tables[0].1.colocation_id);
+    if tables.is_empty()
+        || tables.len() > 2
+        || !colocated
+        || tables[0].1.shards.len() == 1
+        || has_outer_references(query)
+    {
         return None;
     }
-    let rte = rtable[0] as *mut pg_sys::RangeTblEntry;
-    if (*rte).rtekind != pg_sys::RTEKind::RTE_RELATION || !(*rte).tablesample.is_null() {
-        return None;
+    // Two tables: only when a condition equates their keys (the join then runs on the shards).
+    if let [(v1, t1), (v2, t2)] = &tables[..] {
+        let sides = crate::join::JoinSides {
+            outer_varno: *v1,
+            inner_varno: *v2,
+            outer: t1,
+            inner: t2,
+        };
+        let conditions = join_conditions(q.jointree as *mut pg_sys::Node);
+        if !conditions
+            .into_iter()
+            .any(|c| sides.equates_keys(pg_sys::flatten_join_alias_vars(query, c)))
+        {
+            return None;
+        }
     }
-    let table = metadata::sharded_table((*rte).relid)?;
-    if table.shards.len() == 1 || has_outer_references(query) {
-        return None;
-    }
+    let is_key = |expr: *mut pg_sys::Node| {
+        let expr = pg_sys::flatten_join_alias_vars(query, expr);
+        tables
+            .iter()
+            .any(|(varno, table)| crate::aggregate::is_key(expr, *varno, table))
+    };
     // Pinned to one key: the whole grouped query runs on that key's shard.
     for clause in conjuncts((*q.jointree).quals) {
-        if let Some((KeyPin::Equals, _)) = crate::scan::key_pin(clause, 1, &table) {
-            if !distinct_only {
-                return None;
+        for (varno, table) in &tables {
+            if let Some((KeyPin::Equals, _)) = crate::scan::key_pin(clause, *varno, table) {
+                if !distinct_only {
+                    return None;
+                }
             }
         }
     }
@@ -144,7 +180,7 @@ unsafe fn plan_split(query: *mut pg_sys::Query) -> Option<Split> {
         let clause = clause as *mut pg_sys::SortGroupClause;
         let entry = pg_sys::get_sortgroupref_tle((*clause).tleSortGroupRef, q.targetList);
         let expr = (*entry).expr as *mut pg_sys::Node;
-        if !distinct_only && crate::aggregate::is_key(expr, 1, &table) {
+        if !distinct_only && is_key(expr) {
             return None;
         }
         let name = if (*entry).resname.is_null() {
@@ -250,12 +286,16 @@ unsafe fn plan_split(query: *mut pg_sys::Query) -> Option<Split> {
     // Split only what the shards can run: otherwise the coordinator aggregates the rows once,
     // not twice.
     let deparser = crate::deparse::Deparser {
-        varno: 1,
-        relid: table.oid,
+        varno: tables[0].0,
+        relid: tables[0].1.oid,
         excluded: 0,
-        joined: None,
+        joined: tables.get(1).map(|(varno, table)| (*varno, table.oid)),
     };
-    let pushable = |node: *mut pg_sys::Node| deparser.deparse(node).is_some();
+    let pushable = |node: *mut pg_sys::Node| {
+        deparser
+            .deparse(pg_sys::flatten_join_alias_vars(query, node))
+            .is_some()
+    };
     if !split.columns.iter().all(|(expr, _, _)| pushable(*expr))
         || !conjuncts((*q.jointree).quals).into_iter().all(pushable)
     {
@@ -545,6 +585,34 @@ unsafe fn has_outer_references(query: *mut pg_sys::Query) -> bool {
         }
     }
     pg_sys::query_tree_walker(query, Some(walk), std::ptr::null_mut(), 0)
+}
+
+/// The AND-ed conditions of a FROM clause: WHERE and the ON of its inner joins.
+unsafe fn join_conditions(node: *mut pg_sys::Node) -> Vec<*mut pg_sys::Node> {
+    match (*node).type_ {
+        pg_sys::NodeTag::T_FromExpr => {
+            let from = node as *mut pg_sys::FromExpr;
+            let mut out = conjuncts((*from).quals);
+            for item in list_nodes((*from).fromlist) {
+                out.extend(join_conditions(item));
+            }
+            out
+        }
+        pg_sys::NodeTag::T_JoinExpr
+            if (*(node as *mut pg_sys::JoinExpr)).jointype == pg_sys::JoinType::JOIN_INNER =>
+        {
+            let join = node as *mut pg_sys::JoinExpr;
+            let mut out = conjuncts((*join).quals);
+            out.extend(join_conditions((*join).larg));
+            out.extend(join_conditions((*join).rarg));
+            out
+        }
+        pg_sys::NodeTag::T_JoinExpr => {
+            let join = node as *mut pg_sys::JoinExpr;
+            conjuncts((*join).quals)
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// The top-level AND-ed conditions of a WHERE clause.

@@ -38,6 +38,42 @@ pub struct PushedQuery {
     /// Query one shard even when the filters select none (an aggregate without GROUP BY
     /// returns a row over no rows).
     pub at_least_one: bool,
+    /// For a join: what the grouping step needs to push an aggregate over it.
+    pub join: Option<JoinInfo>,
+}
+
+/// How a pushed join was formed: range-table indexes of its two tables, join type and
+/// conditions.
+#[derive(Clone, Copy)]
+pub struct JoinInfo {
+    pub outer: u32,
+    pub inner: u32,
+    pub jointype: pg_sys::JoinType::Type,
+    pub restrictlist: *mut pg_sys::List,
+}
+
+/// The join a path of a join relation pushes, if it is a pushed join.
+///
+/// # Safety
+/// `path` must be a valid path.
+pub unsafe fn pushed_join(path: *mut pg_sys::Path) -> Option<JoinInfo> {
+    if (*path).type_ != pg_sys::NodeTag::T_CustomPath
+        || !std::ptr::eq(
+            (*(path as *mut pg_sys::CustomPath)).methods,
+            &PATH_METHODS.0,
+        )
+    {
+        return None;
+    }
+    let private = list_nodes((*(path as *mut pg_sys::CustomPath)).custom_private);
+    let info = list_nodes(*private.get(5)? as *mut pg_sys::List);
+    let int = |node: *mut pg_sys::Node| (*(node as *mut pg_sys::Integer)).ival;
+    Some(JoinInfo {
+        outer: int(info[0]) as u32,
+        inner: int(info[1]) as u32,
+        jointype: int(info[2]) as pg_sys::JoinType::Type,
+        restrictlist: info[3] as *mut pg_sys::List,
+    })
 }
 
 impl PushedQuery {
@@ -51,7 +87,18 @@ impl PushedQuery {
             columns: Vec::new(),
             local: Vec::new(),
             at_least_one: false,
+            join: None,
         }
+    }
+
+    /// Appends `body` (the FROM … WHERE … part of a query, with its own shard-name holes,
+    /// tables and pins).
+    pub fn append(&mut self, body: PushedQuery) {
+        let shift = self.sql.parts.len() - 1;
+        self.markers.extend(body.markers.iter().map(|m| m + shift));
+        self.tables.extend(body.tables);
+        self.pins.extend(body.pins);
+        self.sql.append(body.sql);
     }
 
     /// Writes the name of the shard of `tables[table]` here (called in `tables` order).
@@ -93,13 +140,23 @@ impl PushedQuery {
             encode_columns(&all_columns),
             if self.at_least_one { "1" } else { "" }.to_string(),
         ];
-        (*path).custom_private = make_list([
+        let mut private = vec![
             strings_to_list(header.into_iter().chain(self.sql.parts)),
             make_list(self.sql.values),
             make_list(self.pins.iter().map(|(_, v)| *v)),
             make_list(self.columns),
             make_list(self.local),
-        ]);
+        ];
+        if let Some(join) = self.join {
+            let int = |i: u32| pg_sys::makeInteger(i as i32) as *mut pg_sys::Node;
+            private.push(make_list([
+                int(join.outer),
+                int(join.inner),
+                int(join.jointype),
+                join.restrictlist as *mut pg_sys::Node,
+            ]));
+        }
+        (*path).custom_private = make_list(private);
         path as *mut pg_sys::Path
     }
 }

@@ -41,6 +41,12 @@ COMMIT;
 RESET enable_hashjoin;
 RESET enable_mergejoin;
 RESET enable_material;
+-- Aggregates over a co-located join: pushed whole when grouped by a preserved side's key,
+-- split into partial aggregates otherwise.
+EXPLAIN (COSTS OFF) SELECT a.acct, count(*), sum(e.amount) FROM accounts a JOIN entries e USING (acct) GROUP BY a.acct;
+EXPLAIN (COSTS OFF) SELECT e.entry, count(*), avg(e.amount) FROM accounts a JOIN entries e USING (acct) GROUP BY e.entry;
+SELECT e.entry, count(*), avg(e.amount) FROM accounts a JOIN entries e USING (acct) GROUP BY e.entry ORDER BY 1;
+SELECT a.acct, count(e.entry) FROM accounts a LEFT JOIN entries e USING (acct) GROUP BY a.acct HAVING count(e.entry) < 3 ORDER BY 1;
 -- pgshard.max_pulled_rows caps the rows one read may bring; pushed work stays under it.
 SET pgshard.max_pulled_rows = 10;
 SELECT count(*) FROM notes n JOIN accounts a ON a.acct = n.acct;
