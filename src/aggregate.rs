@@ -1,9 +1,11 @@
 //! Aggregation pushed to the shards: the grouped scan.
 //!
 //! At the planner's grouping step (`create_upper_paths_hook`, UPPERREL_GROUP_AGG) over one
-//! sharded table, the whole `SELECT groups, aggregates FROM shard WHERE … GROUP BY … HAVING …`
-//! runs on each shard when that is the same as running it once over the table:
-//! - the grouping includes the shard key (a group's rows are all on one shard), or
+//! sharded table or a pushed join of co-located ones (`join.rs`), the whole
+//! `SELECT groups, aggregates FROM shard(s) WHERE … GROUP BY … HAVING …` runs on each shard (pair)
+//! when that is the same as running it once over the table(s):
+//! - the grouping includes the shard key (a group's rows are all on one shard; over a join,
+//!   the key of a side whose rows the join keeps), or
 //! - a filter pins the key to one value, or the table has a single shard, or
 //! - the query is the inner, per-shard part of a split aggregate (`partial.rs`), whose
 //!   partial rows the outer query combines on the coordinator.
