@@ -31,6 +31,10 @@ EXPLAIN (COSTS OFF) SELECT * FROM t_user WHERE user_id = 4;
 \echo '== Without the key, every shard is queried concurrently and the rows merged.'
 SELECT * FROM t_user ORDER BY user_id;
 
+\echo '== Aggregates run on the shards: each returns partial counts and sums per group, the'
+\echo '== coordinator combines them (avg is a total sum over a total count).'
+SELECT tel IS NULL AS no_tel, count(*), avg(user_id) FROM t_user GROUP BY 1 ORDER BY 1;
+EXPLAIN (COSTS OFF) SELECT tel IS NULL AS no_tel, count(*), avg(user_id) FROM t_user GROUP BY 1;
 \echo '== Where each row physically landed, read on the workers themselves:'
 SELECT s.worker, s.shard_name, w.result AS user_ids
 FROM pgshard.shards s,

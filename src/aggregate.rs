@@ -181,18 +181,22 @@ unsafe fn grouped_query(
     }
     let groups = columns.len();
     let having = list_nodes((*extra).havingQual as *mut pg_sys::List);
-    let flags = (pg_sys::PVC_INCLUDE_AGGREGATES | pg_sys::PVC_RECURSE_PLACEHOLDERS) as i32;
+    let mut found = Aggregates {
+        groups: columns.clone(),
+        aggregates: Vec::new(),
+        loose_column: false,
+    };
     for expr in exprs.iter().chain(having.iter()) {
-        for item in list_nodes(pg_sys::pull_var_clause(*expr, flags)) {
-            if contains(&columns, item) {
-                continue;
-            }
-            // A column outside the groups and the aggregates (functionally dependent on a
-            // grouped primary key) is left to the coordinator.
-            if (*item).type_ != pg_sys::NodeTag::T_Aggref {
-                return None;
-            }
-            columns.push(item);
+        find_aggregates(*expr, &mut found);
+    }
+    // A column outside the groups and the aggregates (functionally dependent on a grouped
+    // primary key) is left to the coordinator.
+    if found.loose_column {
+        return None;
+    }
+    for aggregate in found.aggregates {
+        if !contains(&columns, aggregate) {
+            columns.push(aggregate);
         }
     }
 
@@ -269,6 +273,43 @@ unsafe fn encrypted_column(deparser: &Deparser, expr: *mut pg_sys::Node) -> Opti
         return None;
     }
     deparser.deparse(expr)
+}
+
+/// What the grouped target reads besides its group expressions.
+struct Aggregates {
+    groups: Vec<*mut pg_sys::Node>,
+    aggregates: Vec<*mut pg_sys::Node>,
+    /// A column read outside the group expressions and the aggregates.
+    loose_column: bool,
+}
+
+/// Collects the aggregates of `node`, not looking inside group expressions.
+unsafe fn find_aggregates(node: *mut pg_sys::Node, found: &mut Aggregates) {
+    #[pg_guard]
+    unsafe extern "C-unwind" fn walk(
+        node: *mut pg_sys::Node,
+        context: *mut std::ffi::c_void,
+    ) -> bool {
+        if node.is_null() {
+            return false;
+        }
+        let found = &mut *(context as *mut Aggregates);
+        if contains(&found.groups, node) {
+            return false;
+        }
+        match (*node).type_ {
+            pg_sys::NodeTag::T_Aggref => {
+                found.aggregates.push(node);
+                false
+            }
+            pg_sys::NodeTag::T_Var | pg_sys::NodeTag::T_PlaceHolderVar => {
+                found.loose_column = true;
+                false
+            }
+            _ => pg_sys::expression_tree_walker(node, Some(walk), context),
+        }
+    }
+    walk(node, found as *mut Aggregates as *mut std::ffi::c_void);
 }
 
 unsafe fn contains(list: &[*mut pg_sys::Node], node: *mut pg_sys::Node) -> bool {
