@@ -261,6 +261,20 @@ unsafe fn grouped_query(
             None => query.local.push(clause),
         }
     }
+    // Final groups (pushed whole): each shard's first groups by the query's order hold the
+    // global first ones, when nothing between the grouping and the LIMIT drops or adds rows.
+    let final_groups = !partial
+        && query.local.is_empty()
+        && !(*parse).hasWindowFuncs
+        && !(*parse).hasTargetSRFs
+        && (*parse).distinctClause.is_null()
+        && (*parse).setOperations.is_null()
+        && (*parse).rowMarks.is_null();
+    if final_groups {
+        if let Some(tail) = scan::order_and_limit(root, deparser) {
+            query.sql.append(tail);
+        }
+    }
     query.columns = columns;
     query.at_least_one = (*parse).groupClause.is_null();
     Some(query)

@@ -306,6 +306,17 @@ unsafe fn pushed_order_and_limit(
     if !plain_single_table {
         return None;
     }
+    order_and_limit(root, deparser)
+}
+
+/// ` ORDER BY … LIMIT offset+n` (or `FETCH FIRST … WITH TIES`) of the query, when the sort keys
+/// sort alike on a worker and LIMIT and OFFSET are constants; for a remote query whose rows are
+/// final rows of the query (see `pushed_order_and_limit` and the grouped scan).
+///
+/// # Safety
+/// `root` must be the query being planned.
+pub unsafe fn order_and_limit(root: *mut pg_sys::PlannerInfo, deparser: &Deparser) -> Option<Sql> {
+    let parse = (*root).parse;
     let count = const_int8((*parse).limitCount)?;
     let offset = if (*parse).limitOffset.is_null() {
         0

@@ -21,6 +21,11 @@ SELECT count(*), sum(amount) FROM sales WHERE id = 42;
 -- Grouped by the shard key: pushed whole, HAVING included.
 EXPLAIN (COSTS OFF, VERBOSE) SELECT id, sum(qty) FROM sales GROUP BY id HAVING sum(qty) > 15;
 SELECT id, sum(qty) FROM sales GROUP BY id HAVING sum(qty) > 15 ORDER BY id LIMIT 5;
+-- ... and so are ORDER BY and LIMIT over those final groups: each shard returns its first
+-- groups, the coordinator picks the global first among them.
+EXPLAIN (COSTS OFF) SELECT id, sum(amount) FROM sales GROUP BY id ORDER BY sum(amount) DESC NULLS LAST, id LIMIT 3;
+SELECT id, sum(amount) FROM sales GROUP BY id ORDER BY sum(amount) DESC NULLS LAST, id LIMIT 3;
+SELECT id, sum(amount) FROM sales_local GROUP BY id ORDER BY sum(amount) DESC NULLS LAST, id LIMIT 3;
 -- Grouped by another column: each shard computes partial aggregates, the coordinator combines
 -- them (avg as a total sum over a total count).
 EXPLAIN (COSTS OFF, VERBOSE)
