@@ -55,6 +55,22 @@ EXPLAIN (COSTS OFF) SELECT DISTINCT region, paid FROM sales;
 SELECT DISTINCT region, paid FROM sales ORDER BY 1, 2;
 SELECT DISTINCT region, paid FROM sales_local ORDER BY 1, 2;
 SELECT note FROM sales WHERE qty > 15 GROUP BY note ORDER BY note;
+-- A prepared statement pinned by a parameter: its generic plan (after five executions) prunes
+-- with each execution's value.
+PREPARE pinned(bigint) AS SELECT count(*), sum(amount) FROM sales WHERE id = $1;
+PREPARE pinned_local(bigint) AS SELECT count(*), sum(amount) FROM sales_local WHERE id = $1;
+CREATE TEMP TABLE pinned_runs (i int, sharded text, local text);
+DO $$
+DECLARE a text; b text;
+BEGIN
+    FOR i IN 1..8 LOOP
+        EXECUTE format('EXECUTE pinned(%s)', i * 97) INTO a;
+        EXECUTE format('EXECUTE pinned_local(%s)', i * 97) INTO b;
+        INSERT INTO pinned_runs VALUES (i, a, b);
+    END LOOP;
+END $$;
+SELECT count(*) AS runs, count(*) FILTER (WHERE sharded IS DISTINCT FROM local) AS mismatches FROM pinned_runs;
+EXPLAIN (COSTS OFF) EXECUTE pinned(3);
 -- Aggregates over no rows, and filters that select no shard, still give their one row.
 SELECT count(*), sum(qty), avg(amount), array_agg(id) FROM sales WHERE qty < 0;
 SELECT count(*), max(id) FROM sales WHERE id = 1 AND id = 2;
