@@ -110,7 +110,7 @@ unsafe fn table_source(
         varno,
         relid: table.oid,
         excluded: 0,
-        joined: None,
+        joined: Vec::new(),
     };
     let mut body = PushedQuery::new(Kind::Aggregate, vec![table.oid]);
     body.sql.push(" FROM ");
@@ -135,7 +135,22 @@ unsafe fn join_source(
     root: *mut pg_sys::PlannerInfo,
     rel: *mut pg_sys::RelOptInfo,
 ) -> Option<Source> {
-    let info = list_nodes((*rel).pathlist)
+    let paths = list_nodes((*rel).pathlist);
+    if let Some(inner_join) = paths
+        .iter()
+        .find_map(|p| crate::pushed::pushed_inner_join(*p as *mut pg_sys::Path))
+    {
+        // An inner join keeps every side's rows: grouping by any key keeps groups together.
+        let tables = crate::join::tables_of_inner_join(root, &inner_join)?;
+        let (body, deparser) = crate::join::inner_join_body(&tables, &inner_join.clauses)?;
+        return Some(Source {
+            deparser,
+            single_shard: tables[0].1.shards.len() == 1,
+            body,
+            keys: tables,
+        });
+    }
+    let info = paths
         .into_iter()
         .find_map(|p| crate::pushed::pushed_join(p as *mut pg_sys::Path))?;
     let join = crate::join::body_of(root, rel, info)?;

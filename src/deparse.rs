@@ -73,9 +73,9 @@ pub struct Deparser {
     pub relid: pg_sys::Oid,
     /// Range-table index of INSERT … ON CONFLICT's EXCLUDED row (0 when there is none).
     pub excluded: u32,
-    /// A second table joined to the first (range-table index and oid); columns are then
-    /// qualified by the aliases `r<index>`.
-    pub joined: Option<(u32, pg_sys::Oid)>,
+    /// Tables joined to the first (range-table index and oid); columns are then qualified by
+    /// the aliases `r<index>`.
+    pub joined: Vec<(u32, pg_sys::Oid)>,
 }
 
 impl Deparser {
@@ -103,7 +103,7 @@ impl Deparser {
                 let var = node as *mut pg_sys::Var;
                 let varno = (*var).varno as u32;
                 let excluded = self.excluded != 0 && varno == self.excluded;
-                let joined = self.joined.filter(|(v, _)| *v == varno);
+                let joined = self.joined.iter().find(|(v, _)| *v == varno).copied();
                 if (varno != self.varno && !excluded && joined.is_none())
                     || (*var).varlevelsup != 0
                     || (*var).varattno <= 0
@@ -114,7 +114,7 @@ impl Deparser {
                 let name = cstr(pg_sys::get_attname(relid, (*var).varattno, false));
                 if excluded {
                     out.push("excluded.");
-                } else if self.joined.is_some() {
+                } else if !self.joined.is_empty() {
                     out.push(&format!("r{varno}."));
                 }
                 out.push(&quote_ident(&name));

@@ -16,7 +16,7 @@ use crate::aggregate::is_key;
 use crate::deparse::{list_nodes, Deparser, Sql};
 use crate::encryption;
 use crate::metadata::{self, cstr, ShardedTable};
-use crate::pushed::{JoinInfo, Kind, PushedQuery};
+use crate::pushed::{InnerJoin, JoinInfo, Kind, PushedQuery};
 use crate::scan;
 
 /// `set_join_pathlist_hook` body.
@@ -31,29 +31,21 @@ pub unsafe fn add_join_path(
     jointype: pg_sys::JoinType::Type,
     extra: *mut pg_sys::JoinPathExtraData,
 ) {
-    if (*outerrel).reloptkind != pg_sys::RelOptKind::RELOPT_BASEREL
-        || (*innerrel).reloptkind != pg_sys::RelOptKind::RELOPT_BASEREL
-    {
+    let base =
+        |rel: *mut pg_sys::RelOptInfo| (*rel).reloptkind == pg_sys::RelOptKind::RELOPT_BASEREL;
+    if !base(outerrel) || !base(innerrel) {
+        if jointype == pg_sys::JoinType::JOIN_INNER {
+            add_inner_join_path(root, joinrel, outerrel, innerrel, (*extra).restrictlist);
+        }
         return;
     }
-    let table_of = |rel: *mut pg_sys::RelOptInfo| {
-        let rte = *(*root).simple_rte_array.add((*rel).relid as usize);
-        if (*rte).rtekind != pg_sys::RTEKind::RTE_RELATION {
-            return None;
-        }
-        metadata::sharded_table((*rte).relid)
-    };
-    let (Some(outer), Some(inner)) = (table_of(outerrel), table_of(innerrel)) else {
+    let (Some(outer), Some(inner)) = (
+        table_at(root, (*outerrel).relid),
+        table_at(root, (*innerrel).relid),
+    ) else {
         return;
     };
-    if outer.colocation_id != inner.colocation_id
-        || outer.shards.len() != inner.shards.len()
-        || outer
-            .shards
-            .iter()
-            .zip(&inner.shards)
-            .any(|(a, b)| a.range != b.range)
-    {
+    if !colocated(&[&outer, &inner]) {
         return;
     }
     let sides = JoinSides {
@@ -66,6 +58,35 @@ pub unsafe fn add_join_path(
     let Some(body) = sides.body(root, joinrel, outerrel, innerrel, jointype, restrictlist) else {
         return;
     };
+    let Some(mut query) = select_columns(joinrel, &sides.deparser()) else {
+        return;
+    };
+    query.append(body);
+    query.join = Some(JoinInfo {
+        outer: sides.outer_varno,
+        inner: sides.inner_varno,
+        jointype,
+        restrictlist,
+    });
+    if jointype == pg_sys::JoinType::JOIN_INNER {
+        let mut clauses = clauses_of(restrictlist);
+        clauses.extend(restrictions(outerrel));
+        clauses.extend(restrictions(innerrel));
+        query.inner_join = Some(InnerJoin {
+            varnos: vec![sides.outer_varno, sides.inner_varno],
+            clauses,
+        });
+    }
+    let path = query.into_path(joinrel, (*joinrel).rows);
+    pg_sys::add_path(joinrel, path);
+}
+
+/// `SELECT` and the columns of a join relation's target (plain columns only), the start of
+/// its pushed query.
+unsafe fn select_columns(
+    joinrel: *mut pg_sys::RelOptInfo,
+    deparser: &Deparser,
+) -> Option<PushedQuery> {
     let mut query = PushedQuery::new(Kind::Join, Vec::new());
     query.sql.push("SELECT ");
     let columns = list_nodes((*(*joinrel).reltarget).exprs);
@@ -74,26 +95,162 @@ pub unsafe fn add_join_path(
     }
     for (i, column) in columns.iter().enumerate() {
         if (**column).type_ != pg_sys::NodeTag::T_Var {
-            return;
+            return None;
         }
         if i > 0 {
             query.sql.push(", ");
         }
-        let Some(sql) = sides.deparser().deparse(*column) else {
-            return;
-        };
-        query.sql.append(sql);
+        query.sql.append(deparser.deparse(*column)?);
     }
     query.columns = columns;
-    query.append(body);
-    query.join = Some(JoinInfo {
-        outer: sides.outer_varno,
-        inner: sides.inner_varno,
-        jointype,
-        restrictlist,
+    Some(query)
+}
+
+/// The sharded table scanned as range-table entry `varno`.
+unsafe fn table_at(root: *mut pg_sys::PlannerInfo, varno: u32) -> Option<Rc<ShardedTable>> {
+    let rte = *(*root).simple_rte_array.add(varno as usize);
+    if (*rte).rtekind != pg_sys::RTEKind::RTE_RELATION {
+        return None;
+    }
+    metadata::sharded_table((*rte).relid)
+}
+
+/// Whether tables have the same hash ranges on the same workers, shard for shard.
+fn colocated(tables: &[&ShardedTable]) -> bool {
+    tables.iter().all(|t| {
+        t.colocation_id == tables[0].colocation_id
+            && t.shards.len() == tables[0].shards.len()
+            && t.shards
+                .iter()
+                .zip(&tables[0].shards)
+                .all(|(a, b)| a.range == b.range)
+    })
+}
+
+unsafe fn clauses_of(restrictinfos: *mut pg_sys::List) -> Vec<*mut pg_sys::Node> {
+    list_nodes(restrictinfos)
+        .into_iter()
+        .map(|r| (*(r as *mut pg_sys::RestrictInfo)).clause as *mut pg_sys::Node)
+        .collect()
+}
+
+/// A relation's own filters.
+unsafe fn restrictions(rel: *mut pg_sys::RelOptInfo) -> Vec<*mut pg_sys::Node> {
+    clauses_of((*rel).baserestrictinfo)
+}
+
+/// The inner join a relation is (a table, or a pushed inner join), if any.
+unsafe fn inner_join_of(rel: *mut pg_sys::RelOptInfo) -> Option<InnerJoin> {
+    match (*rel).reloptkind {
+        pg_sys::RelOptKind::RELOPT_BASEREL => Some(InnerJoin {
+            varnos: vec![(*rel).relid],
+            clauses: restrictions(rel),
+        }),
+        pg_sys::RelOptKind::RELOPT_JOINREL => list_nodes((*rel).pathlist)
+            .into_iter()
+            .find_map(|p| crate::pushed::pushed_inner_join(p as *mut pg_sys::Path)),
+        _ => None,
+    }
+}
+
+/// An inner join of a pushed inner join with a table or another pushed inner join, all
+/// co-located, when a condition equates a key of each side: pushed as one query over every
+/// table, `FROM a r1, b r2, c r3 WHERE …`.
+unsafe fn add_inner_join_path(
+    root: *mut pg_sys::PlannerInfo,
+    joinrel: *mut pg_sys::RelOptInfo,
+    outerrel: *mut pg_sys::RelOptInfo,
+    innerrel: *mut pg_sys::RelOptInfo,
+    restrictlist: *mut pg_sys::List,
+) {
+    let (Some(left), Some(right)) = (inner_join_of(outerrel), inner_join_of(innerrel)) else {
+        return;
+    };
+    let (Some(left_tables), Some(right_tables)) = (
+        tables_of_inner_join(root, &left),
+        tables_of_inner_join(root, &right),
+    ) else {
+        return;
+    };
+    let join_clauses = clauses_of(restrictlist);
+    let equated = left_tables.iter().any(|(lv, lt)| {
+        right_tables.iter().any(|(rv, rt)| {
+            let sides = JoinSides {
+                outer_varno: *lv,
+                inner_varno: *rv,
+                outer: lt,
+                inner: rt,
+            };
+            pg_sys::exprs_known_equal(root, key_var(*lv, lt), key_var(*rv, rt))
+                || join_clauses.iter().any(|c| sides.equates_keys(*c))
+        })
     });
+    let mut tables = left_tables;
+    tables.extend(right_tables);
+    if !equated || !colocated(&tables.iter().map(|(_, t)| &**t).collect::<Vec<_>>()) {
+        return;
+    }
+    let mut clauses = left.clauses;
+    clauses.extend(right.clauses);
+    clauses.extend(join_clauses);
+    let join = InnerJoin {
+        varnos: tables.iter().map(|(v, _)| *v).collect(),
+        clauses,
+    };
+    let Some((body, deparser)) = inner_join_body(&tables, &join.clauses) else {
+        return;
+    };
+    let Some(mut query) = select_columns(joinrel, &deparser) else {
+        return;
+    };
+    query.append(body);
+    query.inner_join = Some(join);
     let path = query.into_path(joinrel, (*joinrel).rows);
     pg_sys::add_path(joinrel, path);
+}
+
+/// `FROM a r1, b r2 … WHERE …` of an inner join of co-located tables, and a deparser for
+/// expressions over them; the tables' key filters prune (all keys are equal).
+pub unsafe fn inner_join_body(
+    tables: &[(u32, Rc<ShardedTable>)],
+    clauses: &[*mut pg_sys::Node],
+) -> Option<(PushedQuery, Deparser)> {
+    let deparser = Deparser {
+        varno: tables[0].0,
+        relid: tables[0].1.oid,
+        excluded: 0,
+        joined: tables[1..].iter().map(|(v, t)| (*v, t.oid)).collect(),
+    };
+    let mut body = PushedQuery::new(Kind::Join, tables.iter().map(|(_, t)| t.oid).collect());
+    body.sql.push(" FROM ");
+    for (i, (varno, _)) in tables.iter().enumerate() {
+        if i > 0 {
+            body.sql.push(", ");
+        }
+        body.push_shard_name(i);
+        body.sql.push(&format!(" r{varno}"));
+    }
+    if !clauses.is_empty() {
+        body.sql.push(" WHERE ");
+        body.sql.append(and_all(&deparser, clauses)?);
+    }
+    for clause in clauses {
+        for (varno, table) in tables {
+            body.pins.extend(scan::key_pin(*clause, *varno, table));
+        }
+    }
+    Some((body, deparser))
+}
+
+/// The tables of a pushed inner join.
+pub unsafe fn tables_of_inner_join(
+    root: *mut pg_sys::PlannerInfo,
+    join: &InnerJoin,
+) -> Option<Vec<(u32, Rc<ShardedTable>)>> {
+    join.varnos
+        .iter()
+        .map(|v| Some((*v, table_at(root, *v)?)))
+        .collect()
 }
 
 /// The FROM … WHERE … of a pushed join, to which the join scan adds its columns and the
@@ -168,7 +325,7 @@ impl JoinSides<'_> {
             varno: self.outer_varno,
             relid: self.outer.oid,
             excluded: 0,
-            joined: Some((self.inner_varno, self.inner.oid)),
+            joined: vec![(self.inner_varno, self.inner.oid)],
         }
     }
 
@@ -212,12 +369,6 @@ impl JoinSides<'_> {
         if !known_equal && !join_clauses.iter().any(|c| self.equates_keys(*c)) {
             return None;
         }
-        let restrictions = |rel: *mut pg_sys::RelOptInfo| -> Vec<*mut pg_sys::Node> {
-            list_nodes((*rel).baserestrictinfo)
-                .into_iter()
-                .map(|r| (*(r as *mut pg_sys::RestrictInfo)).clause as *mut pg_sys::Node)
-                .collect()
-        };
         let (outer_filters, inner_filters) = (restrictions(outerrel), restrictions(innerrel));
 
         // Where each side's filters go, and which sides' key filters prune: a filter on the

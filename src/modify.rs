@@ -150,7 +150,7 @@ pub unsafe fn on_conflict_sql(parse: *mut pg_sys::Query, rti: u32, relid: pg_sys
         varno: rti,
         relid,
         excluded: (*conflict).exclRelIndex as u32,
-        joined: None,
+        joined: Vec::new(),
     };
     let fail = |why: &str| -> ! { unsupported(relid, "this INSERT … ON CONFLICT", why) };
     sql.push(" ON CONFLICT");
@@ -309,7 +309,7 @@ pub unsafe fn plan_update_delete(
         varno: rti,
         relid,
         excluded: 0,
-        joined: None,
+        joined: Vec::new(),
     };
     let mut sql = Sql::default();
     if command == pg_sys::CmdType::CMD_UPDATE {

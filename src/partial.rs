@@ -112,8 +112,8 @@ unsafe fn plan_split(query: *mut pg_sys::Query) -> Option<Split> {
     } else {
         return None;
     };
-    // One sharded table, or two of one co-location group (whose join the grouped scan pushes
-    // when it is on their keys); explicit JOINs add join entries to the range table.
+    // One sharded table, or several of one co-location group (whose join the grouped scan
+    // pushes when it is on their keys); explicit JOINs add join entries to the range table.
     let mut tables: Vec<(u32, Rc<ShardedTable>)> = Vec::new();
     for (i, rte) in list_nodes(q.rtable).into_iter().enumerate() {
         let rte = rte as *mut pg_sys::RangeTblEntry;
@@ -129,26 +129,43 @@ unsafe fn plan_split(query: *mut pg_sys::Query) -> Option<Split> {
         .iter()
         .all(|(_, t)| t.colocation_id == tables[0].1.colocation_id);
     if tables.is_empty()
-        || tables.len() > 2
         || !colocated
         || tables[0].1.shards.len() == 1
         || has_outer_references(query)
     {
         return None;
     }
-    // Two tables: only when a condition equates their keys (the join then runs on the shards).
-    if let [(v1, t1), (v2, t2)] = &tables[..] {
-        let sides = crate::join::JoinSides {
-            outer_varno: *v1,
-            inner_varno: *v2,
-            outer: t1,
-            inner: t2,
-        };
-        let conditions = join_conditions(q.jointree as *mut pg_sys::Node);
-        if !conditions
+    // Several tables: only when conditions equate their keys, all of them connected (the join
+    // then runs on the shards).
+    if tables.len() > 1 {
+        let conditions: Vec<_> = join_conditions(q.jointree as *mut pg_sys::Node)
             .into_iter()
-            .any(|c| sides.equates_keys(pg_sys::flatten_join_alias_vars(query, c)))
-        {
+            .map(|c| pg_sys::flatten_join_alias_vars(query, c))
+            .collect();
+        let mut reached = vec![false; tables.len()];
+        reached[0] = true;
+        let mut grew = true;
+        while grew {
+            grew = false;
+            for i in 0..tables.len() {
+                for j in 0..tables.len() {
+                    if !reached[i] || reached[j] {
+                        continue;
+                    }
+                    let sides = crate::join::JoinSides {
+                        outer_varno: tables[i].0,
+                        inner_varno: tables[j].0,
+                        outer: &tables[i].1,
+                        inner: &tables[j].1,
+                    };
+                    if conditions.iter().any(|c| sides.equates_keys(*c)) {
+                        reached[j] = true;
+                        grew = true;
+                    }
+                }
+            }
+        }
+        if reached.contains(&false) {
             return None;
         }
     }
@@ -289,7 +306,10 @@ unsafe fn plan_split(query: *mut pg_sys::Query) -> Option<Split> {
         varno: tables[0].0,
         relid: tables[0].1.oid,
         excluded: 0,
-        joined: tables.get(1).map(|(varno, table)| (*varno, table.oid)),
+        joined: tables[1..]
+            .iter()
+            .map(|(varno, table)| (*varno, table.oid))
+            .collect(),
     };
     let pushable = |node: *mut pg_sys::Node| {
         deparser

@@ -38,8 +38,53 @@ pub struct PushedQuery {
     /// Query one shard even when the filters select none (an aggregate without GROUP BY
     /// returns a row over no rows).
     pub at_least_one: bool,
-    /// For a join: what the grouping step needs to push an aggregate over it.
+    /// For a join of two tables: what the grouping step needs to push an aggregate over it.
     pub join: Option<JoinInfo>,
+    /// For an inner join of any number of tables: what a join with another table or the
+    /// grouping step needs.
+    pub inner_join: Option<InnerJoin>,
+}
+
+/// An inner join of co-located tables: their range-table indexes and every condition (join
+/// conditions and the tables' filters).
+#[derive(Clone)]
+pub struct InnerJoin {
+    pub varnos: Vec<u32>,
+    pub clauses: Vec<*mut pg_sys::Node>,
+}
+
+/// The inner join a path of a join relation pushes, if it is one.
+///
+/// # Safety
+/// `path` must be a valid path.
+pub unsafe fn pushed_inner_join(path: *mut pg_sys::Path) -> Option<InnerJoin> {
+    let private = pushed_private(path)?;
+    let info = list_nodes(*private.get(6)? as *mut pg_sys::List);
+    if info.is_empty() {
+        return None;
+    }
+    Some(InnerJoin {
+        varnos: list_nodes(info[0] as *mut pg_sys::List)
+            .into_iter()
+            .map(|n| (*(n as *mut pg_sys::Integer)).ival as u32)
+            .collect(),
+        clauses: list_nodes(info[1] as *mut pg_sys::List),
+    })
+}
+
+/// The private list of a pushed query's path.
+unsafe fn pushed_private(path: *mut pg_sys::Path) -> Option<Vec<*mut pg_sys::Node>> {
+    if (*path).type_ != pg_sys::NodeTag::T_CustomPath
+        || !std::ptr::eq(
+            (*(path as *mut pg_sys::CustomPath)).methods,
+            &PATH_METHODS.0,
+        )
+    {
+        return None;
+    }
+    Some(list_nodes(
+        (*(path as *mut pg_sys::CustomPath)).custom_private,
+    ))
 }
 
 /// How a pushed join was formed: range-table indexes of its two tables, join type and
@@ -57,16 +102,11 @@ pub struct JoinInfo {
 /// # Safety
 /// `path` must be a valid path.
 pub unsafe fn pushed_join(path: *mut pg_sys::Path) -> Option<JoinInfo> {
-    if (*path).type_ != pg_sys::NodeTag::T_CustomPath
-        || !std::ptr::eq(
-            (*(path as *mut pg_sys::CustomPath)).methods,
-            &PATH_METHODS.0,
-        )
-    {
+    let private = pushed_private(path)?;
+    let info = list_nodes(*private.get(5)? as *mut pg_sys::List);
+    if info.is_empty() {
         return None;
     }
-    let private = list_nodes((*(path as *mut pg_sys::CustomPath)).custom_private);
-    let info = list_nodes(*private.get(5)? as *mut pg_sys::List);
     let int = |node: *mut pg_sys::Node| (*(node as *mut pg_sys::Integer)).ival;
     Some(JoinInfo {
         outer: int(info[0]) as u32,
@@ -88,6 +128,7 @@ impl PushedQuery {
             local: Vec::new(),
             at_least_one: false,
             join: None,
+            inner_join: None,
         }
     }
 
@@ -147,15 +188,23 @@ impl PushedQuery {
             make_list(self.columns),
             make_list(self.local),
         ];
-        if let Some(join) = self.join {
-            let int = |i: u32| pg_sys::makeInteger(i as i32) as *mut pg_sys::Node;
-            private.push(make_list([
+        let int = |i: u32| pg_sys::makeInteger(i as i32) as *mut pg_sys::Node;
+        private.push(match self.join {
+            Some(join) => make_list([
                 int(join.outer),
                 int(join.inner),
                 int(join.jointype),
                 join.restrictlist as *mut pg_sys::Node,
-            ]));
-        }
+            ]),
+            None => std::ptr::null_mut(),
+        });
+        private.push(match self.inner_join {
+            Some(join) => make_list([
+                make_list(join.varnos.into_iter().map(int)) as *mut pg_sys::Node,
+                make_list(join.clauses) as *mut pg_sys::Node,
+            ]),
+            None => std::ptr::null_mut(),
+        });
         (*path).custom_private = make_list(private);
         path as *mut pg_sys::Path
     }

@@ -182,7 +182,7 @@ unsafe extern "C-unwind" fn plan_scan(
         varno,
         relid,
         excluded: 0,
-        joined: None,
+        joined: Vec::new(),
     };
 
     let mut remote = Sql::default();

@@ -47,6 +47,14 @@ EXPLAIN (COSTS OFF) SELECT a.acct, count(*), sum(e.amount) FROM accounts a JOIN 
 EXPLAIN (COSTS OFF) SELECT e.entry, count(*), avg(e.amount) FROM accounts a JOIN entries e USING (acct) GROUP BY e.entry;
 SELECT e.entry, count(*), avg(e.amount) FROM accounts a JOIN entries e USING (acct) GROUP BY e.entry ORDER BY 1;
 SELECT a.acct, count(e.entry) FROM accounts a LEFT JOIN entries e USING (acct) GROUP BY a.acct HAVING count(e.entry) < 3 ORDER BY 1;
+-- Three co-located tables joined on their keys run as one query per shard group, and so does
+-- an aggregate over them.
+EXPLAIN (COSTS OFF)
+SELECT a.acct, e.entry, b.owner FROM accounts a JOIN entries e ON e.acct = a.acct JOIN accounts b ON b.acct = e.acct WHERE e.entry = 2;
+SELECT count(*), sum(e.amount) FROM accounts a JOIN entries e ON e.acct = a.acct JOIN accounts b ON b.acct = e.acct WHERE e.entry = 2;
+EXPLAIN (COSTS OFF)
+SELECT e.entry, count(*) FROM accounts a JOIN entries e ON e.acct = a.acct JOIN entries f ON f.acct = a.acct GROUP BY e.entry;
+SELECT e.entry, count(*) FROM accounts a JOIN entries e ON e.acct = a.acct JOIN entries f ON f.acct = a.acct GROUP BY e.entry ORDER BY 1;
 -- pgshard.max_pulled_rows caps the rows one read may bring; pushed work stays under it.
 SET pgshard.max_pulled_rows = 10;
 SELECT count(*) FROM notes n JOIN accounts a ON a.acct = n.acct;
