@@ -195,6 +195,14 @@ unsafe fn grouped_query(
         }
     }
     let groups = columns.len();
+    // A group expression that reads no column (`GROUP BY current_date`, a parameter) would be a
+    // value computed on the coordinator and a column of the scan at once, which the scan's
+    // plan references cannot tell apart: such queries are grouped on the coordinator.
+    if columns.iter().any(|c| {
+        (**c).type_ != pg_sys::NodeTag::T_Const && crate::deparse::coordinator_evaluable(*c)
+    }) {
+        return None;
+    }
     let having = list_nodes((*extra).havingQual as *mut pg_sys::List);
     let mut found = Aggregates {
         groups: columns.clone(),
@@ -258,8 +266,9 @@ unsafe fn grouped_query(
         }
     }
     if groups == 0 && !(*parse).groupClause.is_null() {
-        // Grouped by constants only: one group, or none over no rows.
-        query.sql.push(" GROUP BY ()");
+        // Group expressions always reach the grouping target; if one did not, grouping on the
+        // shards could not be written.
+        return None;
     }
     let mut pushed_having = 0;
     for clause in having {

@@ -62,8 +62,18 @@ pub unsafe fn strings_to_list(strings: impl IntoIterator<Item = String>) -> *mut
     make_list(
         strings
             .into_iter()
-            .map(|s| pg_sys::makeString(CString::new(s).expect("no NUL in SQL").into_raw())),
+            .map(|s| pg_sys::makeString(palloc_string(&s))),
     )
+}
+
+/// A copy of `text` in the current memory context, as PostgreSQL nodes hold their strings
+/// (freed with the context; never with Rust's allocator).
+///
+/// # Safety
+/// Allocates in the current memory context.
+pub unsafe fn palloc_string(text: &str) -> *mut std::ffi::c_char {
+    let text = CString::new(text.replace('\0', "")).expect("NULs removed");
+    pg_sys::pstrdup(text.as_ptr())
 }
 
 /// # Safety

@@ -58,7 +58,18 @@ pub unsafe fn add_join_path(
     let Some(body) = sides.body(root, joinrel, outerrel, innerrel, jointype, restrictlist) else {
         return;
     };
-    let Some(mut query) = select_columns(joinrel, &sides.deparser()) else {
+    // A semi or anti join's output has no column of its inner side in scope (an anti join made
+    // of a LEFT JOIN may still list them, as NULLs): those are not pushed.
+    let semi_or_anti = matches!(
+        jointype,
+        pg_sys::JoinType::JOIN_SEMI | pg_sys::JoinType::JOIN_ANTI
+    );
+    let deparser = if semi_or_anti {
+        sides.outer_only_deparser()
+    } else {
+        sides.deparser()
+    };
+    let Some(mut query) = select_columns(joinrel, &deparser) else {
         return;
     };
     query.append(body);
@@ -303,9 +314,14 @@ pub unsafe fn body_of(
     if matches!(info.jointype, JOIN_INNER | JOIN_RIGHT) {
         preserved.push((info.inner, Rc::clone(&inner)));
     }
+    let deparser = if matches!(info.jointype, JOIN_SEMI | JOIN_ANTI) {
+        sides.outer_only_deparser()
+    } else {
+        sides.deparser()
+    };
     Some(JoinBody {
         query: body,
-        deparser: sides.deparser(),
+        deparser,
         preserved,
     })
 }
@@ -326,6 +342,14 @@ impl JoinSides<'_> {
             relid: self.outer.oid,
             excluded: 0,
             joined: vec![(self.inner_varno, self.inner.oid)],
+        }
+    }
+
+    /// Deparses expressions over the outer table only.
+    fn outer_only_deparser(&self) -> Deparser {
+        Deparser {
+            joined: Vec::new(),
+            ..self.deparser()
         }
     }
 
@@ -352,6 +376,11 @@ impl JoinSides<'_> {
             let pushed_down = (*rinfo).is_pushed_down
                 || !pg_sys::bms_is_subset((*rinfo).required_relids, (*joinrel).relids);
             let clause = (*rinfo).clause as *mut pg_sys::Node;
+            // An anti join PostgreSQL made of `LEFT JOIN … WHERE inner IS NULL` keeps the other
+            // WHERE conditions as filters of its null-extended rows: not a NOT EXISTS condition.
+            if jointype == JOIN_ANTI && pushed_down {
+                return None;
+            }
             if outer_join && pushed_down {
                 after_join.push(clause);
             } else {

@@ -27,13 +27,14 @@
 //! aggregates and `SELECT DISTINCT` are split alike: each shard returns its distinct groups and
 //! the outer query removes the duplicates across shards.
 
-use std::ffi::{c_void, CString};
+use std::ffi::c_void;
 use std::rc::Rc;
 
 use pgrx::prelude::*;
 use pgshard_core::combine::{self, ArgType, Recipe};
 
 use crate::deparse::{list_nodes, make_list};
+use crate::execution::palloc_string;
 use crate::execution::KeyPin;
 use crate::metadata::{self, cstr, ShardedTable};
 
@@ -198,6 +199,11 @@ unsafe fn plan_split(query: *mut pg_sys::Query) -> Option<Split> {
         let entry = pg_sys::get_sortgroupref_tle((*clause).tleSortGroupRef, q.targetList);
         let expr = (*entry).expr as *mut pg_sys::Node;
         if !distinct_only && is_key(expr) {
+            return None;
+        }
+        // Grouped by something that reads no column: the shards could not group by it (see
+        // aggregate.rs); the coordinator groups.
+        if !pg_sys::contain_var_clause(expr) && (*expr).type_ != pg_sys::NodeTag::T_Const {
             return None;
         }
         let name = if (*entry).resname.is_null() {
@@ -459,11 +465,10 @@ impl Split {
             .iter()
             .enumerate()
             .map(|(i, (expr, name, group_ref))| {
-                let name = CString::new(name.as_str()).unwrap_or_default();
                 let entry = pg_sys::makeTargetEntry(
                     pg_sys::copyObjectImpl((*expr).cast()).cast(),
                     i as i16 + 1,
-                    name.into_raw(),
+                    palloc_string(name),
                     false,
                 );
                 (*entry).ressortgroupref = *group_ref;
@@ -493,9 +498,11 @@ impl Split {
         (*inner).canSetTag = false;
         (*inner).queryId = PARTIAL_QUERY_ID;
 
-        let names = make_list(self.columns.iter().map(|(_, name, _)| {
-            pg_sys::makeString(CString::new(name.as_str()).unwrap_or_default().into_raw())
-        }));
+        let names = make_list(
+            self.columns
+                .iter()
+                .map(|(_, name, _)| pg_sys::makeString(palloc_string(name))),
+        );
         let rte = pg_sys::palloc0(std::mem::size_of::<pg_sys::RangeTblEntry>())
             as *mut pg_sys::RangeTblEntry;
         (*rte).type_ = pg_sys::NodeTag::T_RangeTblEntry;
@@ -696,7 +703,7 @@ unsafe fn function(schema: &str, name: &str, args: &[pg_sys::Oid]) -> pg_sys::Oi
     let names = make_list(
         [schema, name]
             .into_iter()
-            .map(|part| pg_sys::makeString(CString::new(part).expect("no NUL").into_raw())),
+            .map(|part| pg_sys::makeString(palloc_string(part))),
     );
     pg_sys::LookupFuncName(names, args.len() as i32, args.as_ptr(), false)
 }

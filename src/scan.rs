@@ -620,8 +620,16 @@ impl RemoteRows {
         {
             self.read.borrow_mut().stream = None;
         }
-        while self.next().is_some() {}
-        self.read.borrow_mut().buffer.clear();
+        // The rest is read to keep the connection usable, not returned: it is not counted
+        // against pgshard.max_pulled_rows, but an error in it is still raised.
+        self.read.borrow_mut().drain();
+        let rest = std::mem::take(&mut self.read.borrow_mut().buffer);
+        for (index, message) in rest {
+            if let Err(e) = message {
+                let worker = self.tasks[index].shard.worker.name.clone();
+                remote::query_error(&e).raise_for(&worker, "query");
+            }
+        }
         self.note_times();
     }
 

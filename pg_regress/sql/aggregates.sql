@@ -71,6 +71,16 @@ BEGIN
 END $$;
 SELECT count(*) AS runs, count(*) FILTER (WHERE sharded IS DISTINCT FROM local) AS mismatches FROM pinned_runs;
 EXPLAIN (COSTS OFF) EXECUTE pinned(3);
+-- Grouped by values that read no column (computed on the coordinator): grouped there.
+SELECT current_date = current_date AS today, count(*) FROM sales GROUP BY 1;
+SELECT current_date IS NOT NULL AS today, count(*) FROM sales WHERE id = 5 GROUP BY 1;
+PREPARE labelled(text) AS SELECT $1 AS label, count(*) FROM sales GROUP BY 1;
+EXECUTE labelled('a');
+EXECUTE labelled('b');
+EXECUTE labelled('c');
+EXECUTE labelled('d');
+EXECUTE labelled('e');
+EXECUTE labelled('f');
 -- Aggregates over no rows, and filters that select no shard, still give their one row.
 SELECT count(*), sum(qty), avg(amount), array_agg(id) FROM sales WHERE qty < 0;
 SELECT count(*), max(id) FROM sales WHERE id = 1 AND id = 2;

@@ -24,6 +24,10 @@ SELECT count(*), count(a.acct), count(e.acct) FROM accounts a FULL JOIN entries 
 EXPLAIN (COSTS OFF) SELECT count(*) FROM accounts a WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.acct = a.acct);
 SELECT acct FROM accounts a WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.acct = a.acct) ORDER BY 1;
 SELECT count(*) FROM accounts WHERE acct IN (SELECT acct FROM entries WHERE amount > 60);
+-- LEFT JOIN … WHERE inner key IS NULL becomes an anti join in PostgreSQL: its inner columns
+-- (NULLs) and its other WHERE conditions are evaluated on the coordinator.
+SELECT a.acct, e.entry FROM accounts a LEFT JOIN entries e ON e.acct = a.acct WHERE e.acct IS NULL ORDER BY 1;
+SELECT a.acct FROM accounts a LEFT JOIN entries e ON e.acct = a.acct WHERE e.acct IS NULL AND e.amount IS NULL ORDER BY 1;
 -- Not co-located, or not on the keys: both sides' rows are pulled and joined here.
 EXPLAIN (COSTS OFF) SELECT a.acct, n.id FROM accounts a JOIN notes n ON n.acct = a.acct;
 SELECT count(*) FROM accounts a JOIN notes n ON n.acct = a.acct;
@@ -60,6 +64,11 @@ SET pgshard.max_pulled_rows = 10;
 SELECT count(*) FROM notes n JOIN accounts a ON a.acct = n.acct;
 SELECT count(*), sum(e.amount) FROM accounts a JOIN entries e USING (acct) WHERE e.amount > 50;
 SELECT count(*) FROM notes;
+-- A read stopped early (LIMIT on the coordinator) reads the rest of its rows to keep its
+-- connection usable inside a transaction block; those do not count against the limit.
+BEGIN;
+SELECT count(*) FROM (SELECT id FROM notes WHERE random() < 2 LIMIT 3) s;
+COMMIT;
 RESET pgshard.max_pulled_rows;
 -- EXPLAIN ANALYZE shows the rows (and, with TIMING, the time) of every task.
 EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, VERBOSE)
