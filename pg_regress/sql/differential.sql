@@ -362,7 +362,12 @@ INSERT INTO schema_corpus (q) VALUES
 ('SELECT c.cust_id FROM {c} c WHERE c.cust_id = ANY (ARRAY(SELECT cust_id FROM {o} WHERE total > 480))'),
 ('SELECT nation, count(*) FROM {c} WHERE cust_id IN (SELECT o.cust_id FROM {o} o JOIN {l} l ON l.cust_id = o.cust_id AND l.order_id = o.order_id WHERE l.qty = 50) GROUP BY nation'),
 ('SELECT c.segment, percentile_disc(0.5) WITHIN GROUP (ORDER BY o.total) FROM {c} c JOIN {o} o ON o.cust_id = c.cust_id GROUP BY c.segment'),
-('SELECT c.cust_id, o.order_id FROM {c} c FULL JOIN {o} o ON o.cust_id = c.cust_id AND c.segment = ''HOUSEHOLD'' WHERE c.cust_id IS NULL OR o.cust_id IS NULL');
+('SELECT c.cust_id, o.order_id FROM {c} c FULL JOIN {o} o ON o.cust_id = c.cust_id AND c.segment = ''HOUSEHOLD'' WHERE c.cust_id IS NULL OR o.cust_id IS NULL'),
+('SELECT c.cust_id, o.order_id, o.status FROM {c} c LEFT JOIN {o} o ON o.cust_id = c.cust_id WHERE o.cust_id IS NULL'),
+('SELECT c.cust_id FROM {c} c LEFT JOIN {o} o ON o.cust_id = c.cust_id WHERE o.cust_id IS NULL AND o.status IS DISTINCT FROM ''F'''),
+('SELECT current_date > date ''2000-01-01'' AS later, count(*), sum(total) FROM {o} GROUP BY 1'),
+('SELECT c.segment, count(*) FROM {c} c JOIN {o} o ON o.cust_id = c.cust_id JOIN {l} l ON l.cust_id = o.cust_id AND l.order_id = o.order_id GROUP BY c.segment ORDER BY 2 DESC, 1'),
+('SELECT DISTINCT c.nation, o.status FROM {c} c JOIN {o} o ON o.cust_id = c.cust_id');
 SELECT n, diff_schema(q) FROM schema_corpus ORDER BY n;
 SELECT (SELECT count(*) FROM corpus) + (SELECT count(*) FROM schema_corpus) AS queries_in_the_corpus;
 -- Co-located joins and pushed aggregates show in EXPLAIN.
