@@ -73,6 +73,7 @@ pub unsafe fn add_join_path(
         return;
     };
     query.append(body);
+    push_final_order(root, joinrel, &deparser, &mut query);
     query.join = Some(JoinInfo {
         outer: sides.outer_varno,
         inner: sides.inner_varno,
@@ -115,6 +116,21 @@ unsafe fn select_columns(
     }
     query.columns = columns;
     Some(query)
+}
+
+/// ORDER BY … LIMIT of the query, when this join is its whole FROM clause and its rows are the
+/// query's final rows (see `scan::plain_select`): each shard group returns its first rows.
+unsafe fn push_final_order(
+    root: *mut pg_sys::PlannerInfo,
+    joinrel: *mut pg_sys::RelOptInfo,
+    deparser: &Deparser,
+    query: &mut PushedQuery,
+) {
+    if pg_sys::bms_equal((*joinrel).relids, (*root).all_baserels) && scan::plain_select(root) {
+        if let Some(tail) = scan::order_and_limit(root, deparser) {
+            query.sql.append(tail);
+        }
+    }
 }
 
 /// The sharded table scanned as range-table entry `varno`.
@@ -215,6 +231,7 @@ unsafe fn add_inner_join_path(
         return;
     };
     query.append(body);
+    push_final_order(root, joinrel, &deparser, &mut query);
     query.inner_join = Some(join);
     let path = query.into_path(joinrel, (*joinrel).rows);
     pg_sys::add_path(joinrel, path);

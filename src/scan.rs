@@ -291,9 +291,24 @@ unsafe fn pushed_order_and_limit(
     root: *mut pg_sys::PlannerInfo,
     deparser: &Deparser,
 ) -> Option<Sql> {
+    let plain_single_table = pg_sys::bms_membership((*root).all_baserels)
+        == pg_sys::BMS_Membership::BMS_SINGLETON
+        && plain_select(root);
+    if !plain_single_table {
+        return None;
+    }
+    order_and_limit(root, deparser)
+}
+
+/// Whether nothing between the scan or join of a query and its own Sort/Limit can drop or
+/// multiply rows: a SELECT without grouping, aggregates, window functions, DISTINCT,
+/// set-returning functions, set operations or row locks.
+///
+/// # Safety
+/// `root` must be the query being planned.
+pub unsafe fn plain_select(root: *mut pg_sys::PlannerInfo) -> bool {
     let parse = (*root).parse;
-    let plain_single_table = (*parse).commandType == pg_sys::CmdType::CMD_SELECT
-        && pg_sys::bms_membership((*root).all_baserels) == pg_sys::BMS_Membership::BMS_SINGLETON
+    (*parse).commandType == pg_sys::CmdType::CMD_SELECT
         && !(*parse).hasAggs
         && !(*parse).hasWindowFuncs
         && !(*parse).hasTargetSRFs
@@ -302,11 +317,7 @@ unsafe fn pushed_order_and_limit(
         && (*parse).havingQual.is_null()
         && (*parse).distinctClause.is_null()
         && (*parse).setOperations.is_null()
-        && (*parse).rowMarks.is_null();
-    if !plain_single_table {
-        return None;
-    }
-    order_and_limit(root, deparser)
+        && (*parse).rowMarks.is_null()
 }
 
 /// ` ORDER BY … LIMIT offset+n` (or `FETCH FIRST … WITH TIES`) of the query, when the sort keys

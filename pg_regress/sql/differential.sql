@@ -367,7 +367,9 @@ INSERT INTO schema_corpus (q) VALUES
 ('SELECT c.cust_id FROM {c} c LEFT JOIN {o} o ON o.cust_id = c.cust_id WHERE o.cust_id IS NULL AND o.status IS DISTINCT FROM ''F'''),
 ('SELECT current_date > date ''2000-01-01'' AS later, count(*), sum(total) FROM {o} GROUP BY 1'),
 ('SELECT c.segment, count(*) FROM {c} c JOIN {o} o ON o.cust_id = c.cust_id JOIN {l} l ON l.cust_id = o.cust_id AND l.order_id = o.order_id GROUP BY c.segment ORDER BY 2 DESC, 1'),
-('SELECT DISTINCT c.nation, o.status FROM {c} c JOIN {o} o ON o.cust_id = c.cust_id');
+('SELECT DISTINCT c.nation, o.status FROM {c} c JOIN {o} o ON o.cust_id = c.cust_id'),
+('SELECT c.cust_id, o.order_id, o.total FROM {c} c JOIN {o} o ON o.cust_id = c.cust_id ORDER BY o.total DESC NULLS LAST, c.cust_id, o.order_id LIMIT 7'),
+('SELECT c.cust_id, o.order_id FROM {c} c LEFT JOIN {o} o ON o.cust_id = c.cust_id ORDER BY o.order_id NULLS FIRST, c.cust_id DESC LIMIT 9 OFFSET 2');
 SELECT n, diff_schema(q) FROM schema_corpus ORDER BY n;
 SELECT (SELECT count(*) FROM corpus) + (SELECT count(*) FROM schema_corpus) AS queries_in_the_corpus;
 -- Co-located joins and pushed aggregates show in EXPLAIN.

@@ -28,6 +28,10 @@ SELECT count(*) FROM accounts WHERE acct IN (SELECT acct FROM entries WHERE amou
 -- (NULLs) and its other WHERE conditions are evaluated on the coordinator.
 SELECT a.acct, e.entry FROM accounts a LEFT JOIN entries e ON e.acct = a.acct WHERE e.acct IS NULL ORDER BY 1;
 SELECT a.acct FROM accounts a LEFT JOIN entries e ON e.acct = a.acct WHERE e.acct IS NULL AND e.amount IS NULL ORDER BY 1;
+-- ORDER BY … LIMIT over a pushed join: each shard pair returns its first rows.
+EXPLAIN (COSTS OFF)
+SELECT a.acct, e.amount FROM accounts a JOIN entries e USING (acct) ORDER BY e.amount DESC, a.acct LIMIT 4;
+SELECT a.acct, e.amount FROM accounts a JOIN entries e USING (acct) ORDER BY e.amount DESC, a.acct LIMIT 4;
 -- Not co-located, or not on the keys: both sides' rows are pulled and joined here.
 EXPLAIN (COSTS OFF) SELECT a.acct, n.id FROM accounts a JOIN notes n ON n.acct = a.acct;
 SELECT count(*) FROM accounts a JOIN notes n ON n.acct = a.acct;
