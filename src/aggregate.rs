@@ -22,7 +22,7 @@ use std::rc::Rc;
 use crate::deparse::{list_nodes, Deparser, Sql};
 use crate::encryption;
 use crate::execution::KeyPin;
-use crate::metadata::{self, ShardedTable};
+use crate::metadata::ShardedTable;
 use crate::pushed::{Kind, PushedQuery};
 use crate::scan;
 
@@ -31,22 +31,6 @@ extension_sql_file!(
     name = "aggregates",
     requires = ["catalog"]
 );
-
-/// Whether `expr` is the shard key column of the table scanned as `varno`.
-///
-/// # Safety
-/// `expr` must be a valid expression.
-pub unsafe fn is_key(expr: *mut pg_sys::Node, varno: u32, table: &ShardedTable) -> bool {
-    let mut node = expr;
-    while (*node).type_ == pg_sys::NodeTag::T_RelabelType {
-        node = (*(node as *mut pg_sys::RelabelType)).arg as *mut pg_sys::Node;
-    }
-    if (*node).type_ != pg_sys::NodeTag::T_Var {
-        return false;
-    }
-    let var = node as *mut pg_sys::Var;
-    (*var).varno as u32 == varno && (*var).varattno == table.key_attnum && (*var).varlevelsup == 0
-}
 
 /// `create_upper_paths_hook` body for the grouping step.
 ///
@@ -101,17 +85,8 @@ unsafe fn table_source(
     rel: *mut pg_sys::RelOptInfo,
 ) -> Option<Source> {
     let varno = (*rel).relid;
-    let rte = *(*root).simple_rte_array.add(varno as usize);
-    if (*rte).rtekind != pg_sys::RTEKind::RTE_RELATION {
-        return None;
-    }
-    let table = metadata::sharded_table((*rte).relid)?;
-    let deparser = Deparser {
-        varno,
-        relid: table.oid,
-        excluded: 0,
-        joined: Vec::new(),
-    };
+    let table = scan::sharded_table_at(root, varno)?;
+    let deparser = Deparser::table(varno, table.oid);
     let mut body = PushedQuery::new(Kind::Aggregate, vec![table.oid]);
     body.sql.push(" FROM ");
     body.push_shard_name(0);
@@ -204,13 +179,9 @@ unsafe fn grouped_query(
         return None;
     }
     let having = list_nodes((*extra).havingQual as *mut pg_sys::List);
-    let mut found = Aggregates {
-        groups: columns.clone(),
-        aggregates: Vec::new(),
-        loose_column: false,
-    };
+    let mut found = Aggregates::outside(columns.clone());
     for expr in exprs.iter().chain(having.iter()) {
-        find_aggregates(*expr, &mut found);
+        found.find_in(*expr);
     }
     // A column outside the groups and the aggregates (functionally dependent on a grouped
     // primary key) is left to the coordinator.
@@ -228,7 +199,7 @@ unsafe fn grouped_query(
         source
             .keys
             .iter()
-            .any(|(varno, table)| is_key(*e, *varno, table))
+            .any(|(varno, table)| scan::is_key(*e, *varno, table))
     });
     let pinned = source.body.pins.iter().any(|(p, _)| *p == KeyPin::Equals);
     if !(partial || key_grouped || pinned || source.single_shard) {
@@ -313,15 +284,33 @@ unsafe fn encrypted_column(deparser: &Deparser, expr: *mut pg_sys::Node) -> Opti
     deparser.deparse(expr)
 }
 
-/// What the grouped target reads besides its group expressions.
-struct Aggregates {
+/// The aggregates (of this query level) that expressions read outside their group
+/// expressions, and whether they read a column outside both.
+pub struct Aggregates {
     groups: Vec<*mut pg_sys::Node>,
-    aggregates: Vec<*mut pg_sys::Node>,
+    pub aggregates: Vec<*mut pg_sys::Node>,
     /// A column read outside the group expressions and the aggregates.
-    loose_column: bool,
+    pub loose_column: bool,
 }
 
-/// Collects the aggregates of `node`, not looking inside group expressions.
+impl Aggregates {
+    pub fn outside(groups: Vec<*mut pg_sys::Node>) -> Self {
+        Aggregates {
+            groups,
+            aggregates: Vec::new(),
+            loose_column: false,
+        }
+    }
+
+    /// Collects the aggregates of `node`, not looking inside group expressions.
+    ///
+    /// # Safety
+    /// `node` must be NULL or a valid expression.
+    pub unsafe fn find_in(&mut self, node: *mut pg_sys::Node) {
+        find_aggregates(node, self);
+    }
+}
+
 unsafe fn find_aggregates(node: *mut pg_sys::Node, found: &mut Aggregates) {
     #[pg_guard]
     unsafe extern "C-unwind" fn walk(

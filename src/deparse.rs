@@ -79,6 +79,25 @@ pub struct Deparser {
 }
 
 impl Deparser {
+    /// A deparser for one table scanned as range-table entry `varno`.
+    pub fn table(varno: u32, relid: pg_sys::Oid) -> Self {
+        Deparser {
+            varno,
+            relid,
+            excluded: 0,
+            joined: Vec::new(),
+        }
+    }
+
+    /// A deparser for joined tables (range-table index and oid, the first one unqualified in
+    /// `varno`/`relid`), whose columns are written `r<index>.column`.
+    pub fn tables(tables: &[(u32, pg_sys::Oid)]) -> Self {
+        Deparser {
+            joined: tables[1..].to_vec(),
+            ..Deparser::table(tables[0].0, tables[0].1)
+        }
+    }
+
     /// The SQL of `node`, or `None` when it cannot run on a worker.
     ///
     /// # Safety

@@ -12,12 +12,12 @@ use std::rc::Rc;
 
 use pgrx::prelude::*;
 
-use crate::aggregate::is_key;
 use crate::deparse::{list_nodes, Deparser, Sql};
 use crate::encryption;
-use crate::metadata::{self, cstr, ShardedTable};
+use crate::metadata::{cstr, ShardedTable};
 use crate::pushed::{InnerJoin, JoinInfo, Kind, PushedQuery};
 use crate::scan;
+use crate::scan::{is_key, sharded_table_at};
 
 /// `set_join_pathlist_hook` body.
 ///
@@ -40,8 +40,8 @@ pub unsafe fn add_join_path(
         return;
     }
     let (Some(outer), Some(inner)) = (
-        table_at(root, (*outerrel).relid),
-        table_at(root, (*innerrel).relid),
+        sharded_table_at(root, (*outerrel).relid),
+        sharded_table_at(root, (*innerrel).relid),
     ) else {
         return;
     };
@@ -131,15 +131,6 @@ unsafe fn push_final_order(
             query.sql.append(tail);
         }
     }
-}
-
-/// The sharded table scanned as range-table entry `varno`.
-unsafe fn table_at(root: *mut pg_sys::PlannerInfo, varno: u32) -> Option<Rc<ShardedTable>> {
-    let rte = *(*root).simple_rte_array.add(varno as usize);
-    if (*rte).rtekind != pg_sys::RTEKind::RTE_RELATION {
-        return None;
-    }
-    metadata::sharded_table((*rte).relid)
 }
 
 /// Whether tables have the same hash ranges on the same workers, shard for shard.
@@ -243,12 +234,7 @@ pub unsafe fn inner_join_body(
     tables: &[(u32, Rc<ShardedTable>)],
     clauses: &[*mut pg_sys::Node],
 ) -> Option<(PushedQuery, Deparser)> {
-    let deparser = Deparser {
-        varno: tables[0].0,
-        relid: tables[0].1.oid,
-        excluded: 0,
-        joined: tables[1..].iter().map(|(v, t)| (*v, t.oid)).collect(),
-    };
+    let deparser = Deparser::tables(&tables.iter().map(|(v, t)| (*v, t.oid)).collect::<Vec<_>>());
     let mut body = PushedQuery::new(Kind::Join, tables.iter().map(|(_, t)| t.oid).collect());
     body.sql.push(" FROM ");
     for (i, (varno, _)) in tables.iter().enumerate() {
@@ -277,7 +263,7 @@ pub unsafe fn tables_of_inner_join(
 ) -> Option<Vec<(u32, Rc<ShardedTable>)>> {
     join.varnos
         .iter()
-        .map(|v| Some((*v, table_at(root, *v)?)))
+        .map(|v| Some((*v, sharded_table_at(root, *v)?)))
         .collect()
 }
 
@@ -301,11 +287,10 @@ pub unsafe fn body_of(
 ) -> Option<JoinBody> {
     let outerrel = *(*root).simple_rel_array.add(info.outer as usize);
     let innerrel = *(*root).simple_rel_array.add(info.inner as usize);
-    let table = |varno: u32| {
-        let rte = *(*root).simple_rte_array.add(varno as usize);
-        metadata::sharded_table((*rte).relid)
-    };
-    let (outer, inner) = (table(info.outer)?, table(info.inner)?);
+    let (outer, inner) = (
+        sharded_table_at(root, info.outer)?,
+        sharded_table_at(root, info.inner)?,
+    );
     let sides = JoinSides {
         outer_varno: info.outer,
         inner_varno: info.inner,
@@ -354,20 +339,15 @@ pub struct JoinSides<'a> {
 impl JoinSides<'_> {
     /// Deparses expressions over both tables, as `r<index>.column`.
     fn deparser(&self) -> Deparser {
-        Deparser {
-            varno: self.outer_varno,
-            relid: self.outer.oid,
-            excluded: 0,
-            joined: vec![(self.inner_varno, self.inner.oid)],
-        }
+        Deparser::tables(&[
+            (self.outer_varno, self.outer.oid),
+            (self.inner_varno, self.inner.oid),
+        ])
     }
 
     /// Deparses expressions over the outer table only.
     fn outer_only_deparser(&self) -> Deparser {
-        Deparser {
-            joined: Vec::new(),
-            ..self.deparser()
-        }
+        Deparser::table(self.outer_varno, self.outer.oid)
     }
 
     /// FROM … WHERE … for one pair of co-located shards, or `None` when the join cannot run

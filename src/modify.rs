@@ -147,10 +147,8 @@ pub unsafe fn on_conflict_sql(parse: *mut pg_sys::Query, rti: u32, relid: pg_sys
     }
     let table = metadata::sharded_table(relid).expect("sharded");
     let deparser = Deparser {
-        varno: rti,
-        relid,
         excluded: (*conflict).exclRelIndex as u32,
-        joined: Vec::new(),
+        ..Deparser::table(rti, relid)
     };
     let fail = |why: &str| -> ! { unsupported(relid, "this INSERT … ON CONFLICT", why) };
     sql.push(" ON CONFLICT");
@@ -305,12 +303,7 @@ pub unsafe fn plan_update_delete(
     if (*parse).hasSubLinks || !(*parse).cteList.is_null() {
         fail("It uses a subquery or a WITH clause.");
     }
-    let deparser = Deparser {
-        varno: rti,
-        relid,
-        excluded: 0,
-        joined: Vec::new(),
-    };
+    let deparser = Deparser::table(rti, relid);
     let mut sql = Sql::default();
     if command == pg_sys::CmdType::CMD_UPDATE {
         sql.push(" SET ");
@@ -344,13 +337,13 @@ pub unsafe fn plan_update_delete(
     }
     let returning = !(*parse).returningList.is_null();
     let columns = live_columns(relid);
-    let cscan =
-        pg_sys::palloc0(std::mem::size_of::<pg_sys::CustomScan>()) as *mut pg_sys::CustomScan;
-    (*cscan).scan.plan.type_ = pg_sys::NodeTag::T_CustomScan;
-    (*cscan).scan.plan.targetlist = (*parse).returningList;
+    let cscan = crate::scan::custom_scan(
+        (*parse).returningList,
+        std::ptr::null_mut(),
+        rti,
+        &MODIFY_METHODS.0,
+    );
     pg_sys::fix_opfuncids((*parse).returningList as *mut pg_sys::Node);
-    (*cscan).scan.scanrelid = rti;
-    (*cscan).methods = &MODIFY_METHODS.0;
     let kind = match (command == pg_sys::CmdType::CMD_UPDATE, returning) {
         (true, false) => "update",
         (true, true) => "update-returning",

@@ -174,7 +174,7 @@ unsafe fn plan_split(query: *mut pg_sys::Query) -> Option<Split> {
         let expr = pg_sys::flatten_join_alias_vars(query, expr);
         tables
             .iter()
-            .any(|(varno, table)| crate::aggregate::is_key(expr, *varno, table))
+            .any(|(varno, table)| crate::scan::is_key(expr, *varno, table))
     };
     // Pinned to one key: the whole grouped query runs on that key's shard.
     for clause in conjuncts((*q.jointree).quals) {
@@ -217,14 +217,15 @@ unsafe fn plan_split(query: *mut pg_sys::Query) -> Option<Split> {
         next_ref = next_ref.max((*entry).ressortgroupref);
     }
 
-    let mut aggregates = Vec::new();
+    let mut found = crate::aggregate::Aggregates::outside(Vec::new());
     for entry in list_nodes(q.targetList) {
-        collect_aggregates(
-            (*(entry as *mut pg_sys::TargetEntry)).expr.cast(),
-            &mut aggregates,
-        );
+        found.find_in((*(entry as *mut pg_sys::TargetEntry)).expr.cast());
     }
-    collect_aggregates(q.havingQual, &mut aggregates);
+    found.find_in(q.havingQual);
+    let aggregates = found
+        .aggregates
+        .into_iter()
+        .map(|a| a as *mut pg_sys::Aggref);
 
     let mut distinct_arg: Option<*mut pg_sys::Node> = None;
     for original in aggregates {
@@ -308,15 +309,12 @@ unsafe fn plan_split(query: *mut pg_sys::Query) -> Option<Split> {
     }
     // Split only what the shards can run: otherwise the coordinator aggregates the rows once,
     // not twice.
-    let deparser = crate::deparse::Deparser {
-        varno: tables[0].0,
-        relid: tables[0].1.oid,
-        excluded: 0,
-        joined: tables[1..]
+    let deparser = crate::deparse::Deparser::tables(
+        &tables
             .iter()
             .map(|(varno, table)| (*varno, table.oid))
-            .collect(),
-    };
+            .collect::<Vec<_>>(),
+    );
     let pushable = |node: *mut pg_sys::Node| {
         deparser
             .deparse(pg_sys::flatten_join_alias_vars(query, node))
@@ -574,23 +572,6 @@ unsafe extern "C-unwind" fn replace(
             pg_sys::expression_tree_mutator(node, Some(mutator), context)
         }
     }
-}
-
-/// The aggregates of an expression at this query level.
-unsafe fn collect_aggregates(node: *mut pg_sys::Node, out: &mut Vec<*mut pg_sys::Aggref>) {
-    #[pg_guard]
-    unsafe extern "C-unwind" fn walk(node: *mut pg_sys::Node, context: *mut c_void) -> bool {
-        if node.is_null() {
-            return false;
-        }
-        if (*node).type_ == pg_sys::NodeTag::T_Aggref {
-            let found = &mut *(context as *mut Vec<*mut pg_sys::Aggref>);
-            found.push(node as *mut pg_sys::Aggref);
-            return false;
-        }
-        pg_sys::expression_tree_walker(node, Some(walk), context)
-    }
-    walk(node, out as *mut Vec<_> as *mut c_void);
 }
 
 /// Whether the query reads anything of an enclosing query (a correlated subquery): the inner

@@ -154,17 +154,7 @@ impl PushedQuery {
     /// # Safety
     /// `rel` must be the relation being planned.
     pub unsafe fn into_path(self, rel: *mut pg_sys::RelOptInfo, rows: f64) -> *mut pg_sys::Path {
-        let path =
-            pg_sys::palloc0(std::mem::size_of::<pg_sys::CustomPath>()) as *mut pg_sys::CustomPath;
-        (*path).path.type_ = pg_sys::NodeTag::T_CustomPath;
-        (*path).path.pathtype = pg_sys::NodeTag::T_CustomScan;
-        (*path).path.parent = rel;
-        (*path).path.pathtarget = (*rel).reltarget;
-        let rows = rows.max(1.0);
-        (*path).path.rows = rows;
-        (*path).path.startup_cost = scan::REMOTE_STARTUP_COST;
-        (*path).path.total_cost = scan::REMOTE_STARTUP_COST + rows * scan::REMOTE_ROW_COST;
-        (*path).methods = &PATH_METHODS.0;
+        let path = scan::remote_path(rel, rows.max(1.0), &PATH_METHODS.0);
         // [strings: kind, then the scan's header (relids, markers, pins, columns, at least one)
         //  and the SQL parts; the SQL values; the pins' values; the columns; local conditions]
         let all_columns: Vec<i16> = (1..=self.columns.len() as i16).collect();
@@ -229,14 +219,13 @@ unsafe extern "C-unwind" fn plan_pushed(
     let scan_tlist = make_list(columns.iter().enumerate().map(|(i, expr)| {
         pg_sys::makeTargetEntry((*expr).cast(), i as i16 + 1, std::ptr::null_mut(), false)
     }));
-    let cscan =
-        pg_sys::palloc0(std::mem::size_of::<pg_sys::CustomScan>()) as *mut pg_sys::CustomScan;
-    (*cscan).scan.plan.type_ = pg_sys::NodeTag::T_CustomScan;
-    (*cscan).scan.plan.targetlist = tlist;
-    (*cscan).scan.plan.qual = private[4] as *mut pg_sys::List;
-    (*cscan).scan.scanrelid = 0;
+    let cscan = scan::custom_scan(
+        tlist,
+        private[4] as *mut pg_sys::List,
+        0,
+        scan::pushed_scan_methods(strings[0] == "join"),
+    );
     (*cscan).custom_scan_tlist = scan_tlist;
-    (*cscan).methods = scan::pushed_scan_methods(strings[0] == "join");
     (*cscan).custom_private = strings_to_list(strings[1..].iter().cloned());
     (*cscan).custom_exprs = make_list(
         list_nodes(private[1] as *mut pg_sys::List)

@@ -71,8 +71,8 @@ static EXEC_METHODS: Methods<pg_sys::CustomExecMethods> = Methods(pg_sys::Custom
 
 /// Cost of starting a remote query; high enough that the planner does not rescan shards in a
 /// nested loop when it can hash or materialize instead.
-pub const REMOTE_STARTUP_COST: f64 = 1000.0;
-pub const REMOTE_ROW_COST: f64 = 0.02;
+const REMOTE_STARTUP_COST: f64 = 1000.0;
+const REMOTE_ROW_COST: f64 = 0.02;
 
 /// Pushed queries (`pushed.rs`) run with the same executor methods.
 static AGGREGATE_SCAN_METHODS: Methods<pg_sys::CustomScanMethods> =
@@ -133,20 +133,54 @@ pub unsafe fn replace_paths(
         crate::planner::refuse_sharded((*rte).relid, "TABLESAMPLE");
     }
     let _ = root;
+    let path = remote_path(rel, (*rel).rows, &PATH_METHODS.0);
+    (*rel).pathlist = std::ptr::null_mut();
+    (*rel).partial_pathlist = std::ptr::null_mut();
+    (*rel).cheapest_parameterized_paths = std::ptr::null_mut();
+    pg_sys::add_path(rel, path as *mut pg_sys::Path);
+}
+
+/// A path of `rel` run by one remote query per shard (group): a remote start-up cost, then
+/// a cost per returned row.
+///
+/// # Safety
+/// `rel` must be the relation being planned.
+pub unsafe fn remote_path(
+    rel: *mut pg_sys::RelOptInfo,
+    rows: f64,
+    methods: *const pg_sys::CustomPathMethods,
+) -> *mut pg_sys::CustomPath {
     let path =
         pg_sys::palloc0(std::mem::size_of::<pg_sys::CustomPath>()) as *mut pg_sys::CustomPath;
     (*path).path.type_ = pg_sys::NodeTag::T_CustomPath;
     (*path).path.pathtype = pg_sys::NodeTag::T_CustomScan;
     (*path).path.parent = rel;
     (*path).path.pathtarget = (*rel).reltarget;
-    (*path).path.rows = (*rel).rows;
+    (*path).path.rows = rows;
     (*path).path.startup_cost = REMOTE_STARTUP_COST;
-    (*path).path.total_cost = REMOTE_STARTUP_COST + (*rel).rows * REMOTE_ROW_COST;
-    (*path).methods = &PATH_METHODS.0;
-    (*rel).pathlist = std::ptr::null_mut();
-    (*rel).partial_pathlist = std::ptr::null_mut();
-    (*rel).cheapest_parameterized_paths = std::ptr::null_mut();
-    pg_sys::add_path(rel, path as *mut pg_sys::Path);
+    (*path).path.total_cost = REMOTE_STARTUP_COST + rows * REMOTE_ROW_COST;
+    (*path).methods = methods;
+    path
+}
+
+/// A CustomScan plan node (its payload is filled in by the caller).
+///
+/// # Safety
+/// Allocates in the current memory context.
+pub unsafe fn custom_scan(
+    targetlist: *mut pg_sys::List,
+    qual: *mut pg_sys::List,
+    scanrelid: u32,
+    methods: *const pg_sys::CustomScanMethods,
+) -> *mut pg_sys::CustomScan {
+    let cscan =
+        pg_sys::palloc0(std::mem::size_of::<pg_sys::CustomScan>()) as *mut pg_sys::CustomScan;
+    (*cscan).scan.plan.type_ = pg_sys::NodeTag::T_CustomScan;
+    (*cscan).scan.plan.targetlist = targetlist;
+    (*cscan).scan.plan.qual = qual;
+    (*cscan).scan.scanrelid = scanrelid;
+    (*cscan).methods = methods;
+    cscan
 }
 
 #[pg_guard]
@@ -178,12 +212,7 @@ unsafe extern "C-unwind" fn plan_scan(
             crate::planner::refuse_sharded(relid, "SELECT FOR UPDATE/SHARE");
         }
     }
-    let deparser = Deparser {
-        varno,
-        relid,
-        excluded: 0,
-        joined: Vec::new(),
-    };
+    let deparser = Deparser::table(varno, relid);
 
     let mut remote = Sql::default();
     let mut local: Vec<*mut pg_sys::Node> = Vec::new();
@@ -250,13 +279,7 @@ unsafe extern "C-unwind" fn plan_scan(
     columns.sort_unstable();
     columns.dedup();
 
-    let cscan =
-        pg_sys::palloc0(std::mem::size_of::<pg_sys::CustomScan>()) as *mut pg_sys::CustomScan;
-    (*cscan).scan.plan.type_ = pg_sys::NodeTag::T_CustomScan;
-    (*cscan).scan.plan.targetlist = tlist;
-    (*cscan).scan.plan.qual = make_list(local);
-    (*cscan).scan.scanrelid = varno;
-    (*cscan).methods = &SCAN_METHODS.0;
+    let cscan = custom_scan(tlist, make_list(local), varno, &SCAN_METHODS.0);
 
     // custom_private: [relids, markers, pins, columns, at least one shard, SQL parts…];
     // custom_exprs: the SQL holes, then the pins.
@@ -367,6 +390,37 @@ unsafe fn const_int8(node: *mut pg_sys::Node) -> Option<i64> {
     Some((*c).constvalue.value() as i64)
 }
 
+/// Whether `expr` is the shard key column of `table` scanned as `varno` (under any relabelling).
+///
+/// # Safety
+/// `expr` must be a valid expression.
+pub unsafe fn is_key(expr: *mut pg_sys::Node, varno: u32, table: &ShardedTable) -> bool {
+    let mut node = expr;
+    while (*node).type_ == pg_sys::NodeTag::T_RelabelType {
+        node = (*(node as *mut pg_sys::RelabelType)).arg as *mut pg_sys::Node;
+    }
+    if (*node).type_ != pg_sys::NodeTag::T_Var {
+        return false;
+    }
+    let var = node as *mut pg_sys::Var;
+    (*var).varno as u32 == varno && (*var).varattno == table.key_attnum && (*var).varlevelsup == 0
+}
+
+/// The sharded table scanned as range-table entry `varno`, if it is one.
+///
+/// # Safety
+/// `root` must be the query being planned and `varno` one of its range-table entries.
+pub unsafe fn sharded_table_at(
+    root: *mut pg_sys::PlannerInfo,
+    varno: u32,
+) -> Option<Rc<ShardedTable>> {
+    let rte = *(*root).simple_rte_array.add(varno as usize);
+    if (*rte).rtekind != pg_sys::RTEKind::RTE_RELATION {
+        return None;
+    }
+    metadata::sharded_table((*rte).relid)
+}
+
 /// `key = value` or `key = ANY(array)` with a coordinator-evaluable value of the key's family.
 pub unsafe fn key_pin(
     clause: *mut pg_sys::Node,
@@ -391,20 +445,8 @@ pub unsafe fn key_pin(
     if args.len() != 2 || cstr(pg_sys::get_opname(opno)) != "=" {
         return None;
     }
-    let is_key = |node: *mut pg_sys::Node| {
-        let mut node = node;
-        while (*node).type_ == pg_sys::NodeTag::T_RelabelType {
-            node = (*(node as *mut pg_sys::RelabelType)).arg as *mut pg_sys::Node;
-        }
-        if (*node).type_ != pg_sys::NodeTag::T_Var {
-            return false;
-        }
-        let var = node as *mut pg_sys::Var;
-        (*var).varno as u32 == varno
-            && (*var).varattno == table.key_attnum
-            && (*var).varlevelsup == 0
-    };
-    let value = match (is_key(args[0]), is_key(args[1]), pin) {
+    let key = |node: *mut pg_sys::Node| is_key(node, varno, table);
+    let value = match (key(args[0]), key(args[1]), pin) {
         (true, false, _) => args[1],
         (false, true, KeyPin::Equals) => args[0],
         _ => return None,
