@@ -25,11 +25,15 @@ CREATE TABLE pgshard.colocation (
     key_family text NOT NULL
 );
 
--- Sharded tables: the coordinator's table is the logical table and holds no rows.
+-- Distributed tables: the coordinator's table is the logical table and holds no rows.
+-- kind 'hash': rows spread over shards by the hash of shard_key, in a co-location group.
+-- kind 'reference': one shard with a full copy on every worker (no key, no group).
 CREATE TABLE pgshard.sharded_table (
     table_oid regclass PRIMARY KEY,
-    shard_key name NOT NULL,
-    colocation_id int NOT NULL REFERENCES pgshard.colocation
+    kind text NOT NULL DEFAULT 'hash' CHECK (kind IN ('hash', 'reference')),
+    shard_key name,
+    colocation_id int REFERENCES pgshard.colocation,
+    CHECK ((kind = 'hash') = (shard_key IS NOT NULL AND colocation_id IS NOT NULL))
 );
 
 -- Shards: one hash range of one sharded table.
@@ -43,10 +47,12 @@ CREATE TABLE pgshard.shard (
 );
 ALTER SEQUENCE pgshard.shard_shard_id_seq RESTART WITH 100001;
 
--- Placements: which worker holds each shard.
+-- Placements: which worker holds each shard; a reference table's one shard has a placement
+-- on every worker.
 CREATE TABLE pgshard.placement (
-    shard_id bigint PRIMARY KEY REFERENCES pgshard.shard ON DELETE CASCADE,
-    worker_id int NOT NULL REFERENCES pgshard.worker
+    shard_id bigint NOT NULL REFERENCES pgshard.shard ON DELETE CASCADE,
+    worker_id int NOT NULL REFERENCES pgshard.worker,
+    PRIMARY KEY (shard_id, worker_id)
 );
 CREATE INDEX placement_worker_idx ON pgshard.placement (worker_id);
 

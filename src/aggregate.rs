@@ -101,7 +101,7 @@ unsafe fn table_source(
     Some(Source {
         deparser,
         body,
-        single_shard: table.shards.len() == 1,
+        single_shard: crate::metadata::one_task([&*table]),
         keys: vec![(varno, table)],
     })
 }
@@ -120,7 +120,7 @@ unsafe fn join_source(
         let (body, deparser) = crate::join::inner_join_body(&tables, &inner_join.clauses)?;
         return Some(Source {
             deparser,
-            single_shard: tables[0].1.shards.len() == 1,
+            single_shard: crate::metadata::one_task(tables.iter().map(|(_, t)| &**t)),
             body,
             keys: tables,
         });
@@ -131,10 +131,7 @@ unsafe fn join_source(
     let join = crate::join::body_of(root, rel, info)?;
     Some(Source {
         deparser: join.deparser,
-        single_shard: join
-            .preserved
-            .first()
-            .is_some_and(|(_, t)| t.shards.len() == 1),
+        single_shard: join.one_task,
         body: join.query,
         keys: join.preserved,
     })

@@ -76,6 +76,9 @@ pub struct Deparser {
     /// Tables joined to the first (range-table index and oid); columns are then qualified by
     /// the aliases `r<index>`.
     pub joined: Vec<(u32, pg_sys::Oid)>,
+    /// Qualify the first table's columns too (`r<varno>.column`): in ON CONFLICT DO UPDATE,
+    /// where EXCLUDED has the same column names.
+    pub qualify_first: bool,
 }
 
 impl Deparser {
@@ -86,6 +89,7 @@ impl Deparser {
             relid,
             excluded: 0,
             joined: Vec::new(),
+            qualify_first: false,
         }
     }
 
@@ -133,7 +137,7 @@ impl Deparser {
                 let name = cstr(pg_sys::get_attname(relid, (*var).varattno, false));
                 if excluded {
                     out.push("excluded.");
-                } else if !self.joined.is_empty() {
+                } else if !self.joined.is_empty() || self.qualify_first {
                     out.push(&format!("r{varno}."));
                 }
                 out.push(&quote_ident(&name));

@@ -133,16 +133,42 @@ unsafe fn push_final_order(
     }
 }
 
-/// Whether tables have the same hash ranges on the same workers, shard for shard.
+/// Whether the hash-sharded ones among tables have the same hash ranges, shard for shard
+/// (reference tables have a copy wherever any shard is).
 fn colocated(tables: &[&ShardedTable]) -> bool {
-    tables.iter().all(|t| {
-        t.colocation_id == tables[0].colocation_id
-            && t.shards.len() == tables[0].shards.len()
+    let sharded: Vec<&&ShardedTable> = tables.iter().filter(|t| !t.reference).collect();
+    sharded.iter().all(|t| {
+        t.colocation_id == sharded[0].colocation_id
+            && t.shards.len() == sharded[0].shards.len()
             && t.shards
                 .iter()
-                .zip(&tables[0].shards)
+                .zip(&sharded[0].shards)
                 .all(|(a, b)| a.range == b.range)
     })
+}
+
+/// Whether a join with a reference table runs on the shards (see `pgshard_core::reference`);
+/// `None` when both sides are sharded.
+fn reference_join_allowed(
+    outer: &ShardedTable,
+    inner: &ShardedTable,
+    jointype: pg_sys::JoinType::Type,
+) -> Option<bool> {
+    use pg_sys::JoinType::*;
+    use pgshard_core::reference::{join_runs_on_shards, JoinKind};
+    let kind = match jointype {
+        JOIN_INNER => JoinKind::Inner,
+        JOIN_LEFT => JoinKind::Left,
+        JOIN_RIGHT => JoinKind::Right,
+        JOIN_FULL => JoinKind::Full,
+        JOIN_SEMI => JoinKind::Semi,
+        JOIN_ANTI => JoinKind::Anti,
+        // Unique-ified semi joins: never pushed with a reference table; between sharded
+        // tables, decided by their keys (and refused further on).
+        _ if outer.reference || inner.reference => return Some(false),
+        _ => return None,
+    };
+    join_runs_on_shards(outer.reference, inner.reference, kind)
 }
 
 unsafe fn clauses_of(restrictinfos: *mut pg_sys::List) -> Vec<*mut pg_sys::Node> {
@@ -191,18 +217,25 @@ unsafe fn add_inner_join_path(
         return;
     };
     let join_clauses = clauses_of(restrictlist);
-    let equated = left_tables.iter().any(|(lv, lt)| {
-        right_tables.iter().any(|(rv, rt)| {
-            let sides = JoinSides {
-                outer_varno: *lv,
-                inner_varno: *rv,
-                outer: lt,
-                inner: rt,
-            };
-            pg_sys::exprs_known_equal(root, key_var(*lv, lt), key_var(*rv, rt))
-                || join_clauses.iter().any(|c| sides.equates_keys(*c))
-        })
-    });
+    // Reference tables join anything; two sides with sharded tables join on their keys.
+    let has_sharded = |tables: &[(u32, Rc<ShardedTable>)]| tables.iter().any(|(_, t)| !t.reference);
+    let must_equate = has_sharded(&left_tables) && has_sharded(&right_tables);
+    let equated = !must_equate
+        || left_tables.iter().any(|(lv, lt)| {
+            right_tables.iter().any(|(rv, rt)| {
+                if lt.reference || rt.reference {
+                    return false;
+                }
+                let sides = JoinSides {
+                    outer_varno: *lv,
+                    inner_varno: *rv,
+                    outer: lt,
+                    inner: rt,
+                };
+                pg_sys::exprs_known_equal(root, key_var(*lv, lt), key_var(*rv, rt))
+                    || join_clauses.iter().any(|c| sides.equates_keys(*c))
+            })
+        });
     let mut tables = left_tables;
     tables.extend(right_tables);
     if !equated || !colocated(&tables.iter().map(|(_, t)| &**t).collect::<Vec<_>>()) {
@@ -274,6 +307,8 @@ pub struct JoinBody {
     pub deparser: Deparser,
     /// The sides whose rows the join keeps (so a group of their key is on one shard pair).
     pub preserved: Vec<(u32, Rc<ShardedTable>)>,
+    /// Whether the join runs as one remote query (no side has more than one shard).
+    pub one_task: bool,
 }
 
 /// The body of the join `info` of `joinrel`, rebuilt for the grouping step.
@@ -325,6 +360,7 @@ pub unsafe fn body_of(
         query: body,
         deparser,
         preserved,
+        one_task: crate::metadata::one_task([&*outer, &*inner]),
     })
 }
 
@@ -384,16 +420,25 @@ impl JoinSides<'_> {
                 join_clauses.push(clause);
             }
         }
-        // The keys' equality is a join clause, or, when both keys equal one constant, known
-        // from the planner's equivalence classes (which then drop the clause).
-        let known_equal = matches!(jointype, JOIN_INNER | JOIN_SEMI)
-            && pg_sys::exprs_known_equal(
-                root,
-                key_var(self.outer_varno, self.outer),
-                key_var(self.inner_varno, self.inner),
-            );
-        if !known_equal && !join_clauses.iter().any(|c| self.equates_keys(*c)) {
-            return None;
+        match reference_join_allowed(self.outer, self.inner, jointype) {
+            Some(allowed) => {
+                if !allowed {
+                    return None;
+                }
+            }
+            None => {
+                // The keys' equality is a join clause, or, when both keys equal one constant,
+                // known from the planner's equivalence classes (which then drop the clause).
+                let known_equal = matches!(jointype, JOIN_INNER | JOIN_SEMI)
+                    && pg_sys::exprs_known_equal(
+                        root,
+                        key_var(self.outer_varno, self.outer),
+                        key_var(self.inner_varno, self.inner),
+                    );
+                if !known_equal && !join_clauses.iter().any(|c| self.equates_keys(*c)) {
+                    return None;
+                }
+            }
         }
         let (outer_filters, inner_filters) = (restrictions(outerrel), restrictions(innerrel));
 

@@ -63,10 +63,14 @@ struct Snapshot {
     tables: HashMap<pg_sys::Oid, Rc<ShardedTable>>,
 }
 
-/// A sharded table as routing needs it.
+/// A distributed table as routing needs it: a hash-sharded table, or a reference table.
 #[derive(Debug)]
 pub struct ShardedTable {
     pub oid: pg_sys::Oid,
+    /// A reference table: one shard copied to every worker. It has no shard key (`key_name`
+    /// is empty, `key_attnum` 0, no co-location group) and `shards` lists its copies, one per
+    /// worker in worker order; reads use the first, writes go to all.
+    pub reference: bool,
     pub key_name: String,
     pub key_attnum: i16,
     pub key_type: pg_sys::Oid,
@@ -98,6 +102,27 @@ impl ShardedTable {
     pub fn shard_for_hash(&self, hash: i64) -> &Shard {
         &self.shards[self.shard_index_for_hash(hash)]
     }
+
+    /// How many shards the table has (a reference table has one, however many copies).
+    pub fn shard_count(&self) -> usize {
+        if self.reference {
+            1
+        } else {
+            self.shards.len()
+        }
+    }
+
+    /// A reference table's copy on `worker_id`.
+    pub fn copy_on(&self, worker_id: i32) -> Option<&Shard> {
+        debug_assert!(self.reference);
+        self.shards.iter().find(|s| s.worker.id == worker_id)
+    }
+}
+
+/// Whether one remote query covers every row of these tables: none of them is sharded over
+/// more than one shard (a query over reference tables alone reads one copy).
+pub fn one_task<'a>(tables: impl IntoIterator<Item = &'a ShardedTable>) -> bool {
+    tables.into_iter().all(|t| t.shard_count() == 1)
 }
 
 thread_local! {
@@ -213,6 +238,7 @@ fn ensure_loaded() -> Option<()> {
     }
     LOADING.with(|loading| *loading.borrow_mut() = true);
     let loading = Loading;
+    let latest = LatestSnapshot::push();
     let sharded = Spi::connect(|client| {
         client
             .select(
@@ -227,6 +253,7 @@ fn ensure_loaded() -> Option<()> {
             })
             .collect::<Result<HashSet<_>, _>>()
     });
+    drop(latest);
     drop(loading);
     let sharded = sharded.unwrap_or_else(|e| spi_failed("could not read pgshard.sharded_table", e));
     SNAPSHOT.with(|snapshot| {
@@ -239,10 +266,31 @@ fn ensure_loaded() -> Option<()> {
     Some(())
 }
 
-/// Number of shard placements on a worker.
+/// Serializes writers of a reference table until the transaction ends. Each copy takes its
+/// row locks on its own worker; two transactions writing the same rows could each win on a
+/// different worker and wait for the other forever, unseen by any deadlock detector. The lock
+/// is an advisory-type lock of the coordinator (class 0x7067, "pg"), distinct from the
+/// `pg_advisory_lock` ones (classes 1 and 2), and it shows in `pg_locks`.
+pub fn lock_reference_writes(table: pg_sys::Oid) {
+    let tag = pg_sys::LOCKTAG {
+        // SAFETY: a global of this backend.
+        locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+        locktag_field2: table.to_u32(),
+        locktag_field3: 0,
+        locktag_field4: 0x7067,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
+        locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
+    };
+    // SAFETY: a transaction-scoped lock; an interrupt while waiting raises as usual.
+    unsafe { pg_sys::LockAcquire(&tag, pg_sys::ExclusiveLock as i32, false, false) };
+}
+
+/// Number of placements of hash-sharded tables' shards on a worker (reference table copies
+/// are not counted: other workers hold the same rows).
 pub fn placements_on_worker(worker_id: i32) -> i64 {
     Spi::get_one_with_args::<i64>(
-        "SELECT count(*) FROM pgshard.placement WHERE worker_id = $1",
+        "SELECT count(*) FROM pgshard.placement p JOIN pgshard.shard s USING (shard_id) \
+         JOIN pgshard.sharded_table t USING (table_oid) WHERE p.worker_id = $1 AND t.kind = 'hash'",
         &[worker_id.into()],
     )
     .unwrap_or_else(|e| spi_failed("could not read pgshard.placement", e))
@@ -283,18 +331,25 @@ pub fn sharded_table(oid: pg_sys::Oid) -> Option<Rc<ShardedTable>> {
 /// hidden from ordinary roles, yet their statements must reach the workers.
 fn load_table(oid: pg_sys::Oid) -> ShardedTable {
     let _superuser = AsSuperuser::enter();
-    let (key_name, colocation_id) = Spi::get_two_with_args::<String, i32>(
-        "SELECT shard_key::text, colocation_id FROM pgshard.sharded_table WHERE table_oid = $1",
+    let _latest = LatestSnapshot::push();
+    let (kind, key_name, colocation_id) = Spi::get_three_with_args::<String, String, i32>(
+        "SELECT kind, shard_key::text, colocation_id FROM pgshard.sharded_table WHERE table_oid = $1",
         &[oid.into()],
     )
     .unwrap_or_else(|e| spi_failed("could not read pgshard.sharded_table", e));
-    let key_name = key_name.expect("shard_key is NOT NULL");
-    let colocation_id = colocation_id.expect("colocation_id is NOT NULL");
+    let reference = kind.as_deref() == Some("reference");
+    // Hash tables have both (a CHECK constraint says so); reference tables neither.
+    let key_name = key_name.unwrap_or_default();
+    let colocation_id = colocation_id.unwrap_or(0);
     // SAFETY: catalog lookups of a table that exists (it was just found in the catalog).
     let (key_attnum, key_type, schema, name) = unsafe {
-        let key = std::ffi::CString::new(key_name.as_str()).expect("no NUL in a name");
-        let attnum = pg_sys::get_attnum(oid, key.as_ptr());
-        let key_type = pg_sys::get_atttype(oid, attnum);
+        let (attnum, key_type) = if reference {
+            (0, pg_sys::InvalidOid)
+        } else {
+            let key = std::ffi::CString::new(key_name.as_str()).expect("no NUL in a name");
+            let attnum = pg_sys::get_attnum(oid, key.as_ptr());
+            (attnum, pg_sys::get_atttype(oid, attnum))
+        };
         let (schema, name) = schema_and_name(oid);
         (attnum, key_type, schema, name)
     };
@@ -304,7 +359,7 @@ fn load_table(oid: pg_sys::Oid) -> ShardedTable {
                 "SELECT s.shard_id, s.hash_min, s.hash_max, w.worker_id, w.name, w.conninfo \
                  FROM pgshard.shard s JOIN pgshard.placement p USING (shard_id) \
                  JOIN pgshard.worker w USING (worker_id) \
-                 WHERE s.table_oid = $1 ORDER BY s.hash_min",
+                 WHERE s.table_oid = $1 ORDER BY s.hash_min, w.worker_id",
                 None,
                 &[oid.into()],
             )?
@@ -330,10 +385,16 @@ fn load_table(oid: pg_sys::Oid) -> ShardedTable {
     .unwrap_or_else(|e| spi_failed("could not read the shards", e));
     ShardedTable {
         oid,
+        reference,
         key_name,
         key_attnum,
         key_type,
-        key_family: crate::hashing::key_family(key_type),
+        // A reference table is never hashed; its family is never asked for.
+        key_family: if reference {
+            KeyFamily::Integer
+        } else {
+            crate::hashing::key_family(key_type)
+        },
         colocation_id,
         shards,
     }
@@ -386,6 +447,31 @@ pub fn cstr(ptr: *const std::ffi::c_char) -> String {
     }
     // SAFETY: a NUL-terminated string from PostgreSQL.
     unsafe { std::ffi::CStr::from_ptr(ptr).to_string_lossy().into_owned() }
+}
+
+/// Reads the catalog with the latest snapshot until dropped, as PostgreSQL reads its own
+/// catalogs: a statement that waited for a lock held by a placement change (a worker being
+/// added) sees the change, though its own snapshot was taken before.
+struct LatestSnapshot;
+
+impl LatestSnapshot {
+    fn push() -> Self {
+        // SAFETY: pushes a copy of a fresh snapshot; popped in drop (an error unwinding through
+        // here pops it too; transaction abort would clean it up anyway).
+        unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot()) };
+        LatestSnapshot
+    }
+}
+
+impl Drop for LatestSnapshot {
+    fn drop(&mut self) {
+        // SAFETY: pops what `push` pushed (an error may already have emptied the stack).
+        unsafe {
+            if pg_sys::ActiveSnapshotSet() {
+                pg_sys::PopActiveSnapshot()
+            }
+        }
+    }
 }
 
 /// Runs catalog reads as the bootstrap superuser until dropped. An error raised meanwhile is

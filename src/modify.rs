@@ -173,7 +173,8 @@ pub unsafe fn on_conflict_sql(parse: *mut pg_sys::Query, rti: u32, relid: pg_sys
             }
         }
         sql.push(")");
-        if !has_key {
+        // A reference table's copies are whole: any unique index decides the conflict.
+        if !has_key && !table.reference {
             fail(
                 "The conflict target must include the shard key: uniqueness is enforced per shard.",
             );
@@ -199,6 +200,12 @@ pub unsafe fn on_conflict_sql(parse: *mut pg_sys::Query, rti: u32, relid: pg_sys
         return sql;
     }
     sql.push(" DO UPDATE SET ");
+    // The target's columns are written `r<rti>.column` (the INSERT names its target so), not
+    // to be taken for EXCLUDED's.
+    let deparser = Deparser {
+        qualify_first: true,
+        ..deparser
+    };
     let set = assignments(&deparser, (*conflict).onConflictSet, &table, || {
         fail("ON CONFLICT DO UPDATE cannot change the shard key.")
     });
@@ -470,10 +477,15 @@ impl ModifyExec {
         }
     }
 
-    /// Sends statements (shard index, SQL), all at once, and collects counts and rows.
+    /// Sends statements (shard index, SQL), all at once, and collects counts and rows. A
+    /// reference table's copies all get the same statement; the first copy's count and rows
+    /// are the statement's.
     unsafe fn send(&mut self, statements: Vec<(usize, String)>, estate: *mut pg_sys::EState) {
         if statements.is_empty() {
             return;
+        }
+        if self.table.reference {
+            metadata::lock_reference_writes(self.table.oid);
         }
         let workers = workers_of(statements.iter().map(|(i, _)| &self.table.shards[*i]));
         let mut connections = xact::connections(&workers, Access::Write);
@@ -495,9 +507,10 @@ impl ModifyExec {
         for ((i, sql), result) in statements.into_iter().zip(results) {
             let shard = &self.table.shards[i];
             self.sent.push((shard.id, shard.worker.name.clone(), sql));
+            let counted = !self.table.reference || i == 0;
             match result {
                 Ok(messages) => {
-                    for message in messages {
+                    for message in messages.into_iter().filter(|_| counted) {
                         match message {
                             SimpleQueryMessage::Row(row) => self.returned.push_back(
                                 (0..self.private.columns.len())
@@ -531,8 +544,11 @@ impl ModifyExec {
         // Reading the child may itself query shards over the same connections: the rows are
         // held until it is done, so a write never waits behind a read still streaming.
         let child_reads_shards = plan_reads_shards((*child).plan);
+        let rti = (*((*node).css.ss.ps.plan as *mut pg_sys::CustomScan))
+            .scan
+            .scanrelid;
         let mut batches: Vec<Vec<String>> = vec![Vec::new(); self.table.shards.len()];
-        let key_index = (self.table.key_attnum - 1) as usize;
+        let key_index = (self.table.key_attnum - 1).max(0) as usize;
         let flush = |this: &mut Self, batches: &mut Vec<Vec<String>>, only_full: bool| {
             let statements: Vec<(usize, String)> = batches
                 .iter_mut()
@@ -541,7 +557,7 @@ impl ModifyExec {
                 .map(|(i, b)| {
                     let shard = &this.table.shards[i];
                     let sql = format!(
-                        "INSERT INTO {} ({columns}) VALUES {}{}{returning}",
+                        "INSERT INTO {} AS r{rti} ({columns}) VALUES {}{}{returning}",
                         shard.relation,
                         b.join(", "),
                         this.shard_sql(&conflict, shard.id)
@@ -558,7 +574,7 @@ impl ModifyExec {
                 break;
             }
             pg_sys::slot_getallattrs(slot);
-            if *(*slot).tts_isnull.add(key_index) {
+            if !self.table.reference && *(*slot).tts_isnull.add(key_index) {
                 PgShardError::new(
                     PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
                     format!("null value in shard key column \"{}\"", self.table.key_name),
@@ -567,9 +583,6 @@ impl ModifyExec {
                 .hint("Give every row a shard key value.")
                 .raise()
             }
-            let hash =
-                crate::hashing::hash_datum(*(*slot).tts_values.add(key_index), self.table.key_type);
-            let index = self.table.shard_index_for_hash(hash);
             let values: Vec<String> = self
                 .private
                 .columns
@@ -579,7 +592,21 @@ impl ModifyExec {
                     None => "NULL".to_string(),
                 })
                 .collect();
-            batches[index].push(format!("({})", values.join(", ")));
+            let row = format!("({})", values.join(", "));
+            // A reference table's row goes to every copy; a sharded table's to its shard.
+            let index = if self.table.reference {
+                for batch in &mut batches[1..] {
+                    batch.push(row.clone());
+                }
+                0
+            } else {
+                let hash = crate::hashing::hash_datum(
+                    *(*slot).tts_values.add(key_index),
+                    self.table.key_type,
+                );
+                self.table.shard_index_for_hash(hash)
+            };
+            batches[index].push(row);
             if !child_reads_shards && batches[index].len() >= INSERT_BATCH_ROWS {
                 flush(self, &mut batches, true);
             }
@@ -692,13 +719,20 @@ unsafe extern "C-unwind" fn explain(
         &state.private.kind.replace("-returning", " … RETURNING"),
     );
     if state.sent.is_empty() {
-        property(
-            "Shards",
-            &format!(
-                "{} (chosen when the statement runs)",
-                state.table.shards.len()
-            ),
-        );
+        if state.table.reference {
+            property(
+                "Copies",
+                &format!("{} (all written)", state.table.shards.len()),
+            );
+        } else {
+            property(
+                "Shards",
+                &format!(
+                    "{} (chosen when the statement runs)",
+                    state.table.shards.len()
+                ),
+            );
+        }
         return;
     }
     property("Statements", &state.sent.len().to_string());

@@ -126,25 +126,32 @@ unsafe fn plan_split(query: *mut pg_sys::Query) -> Option<Split> {
             _ => return None,
         }
     }
-    let colocated = tables
+    // Reference tables join the sharded ones wherever their shards are.
+    let sharded: Vec<&Rc<ShardedTable>> = tables
         .iter()
-        .all(|(_, t)| t.colocation_id == tables[0].1.colocation_id);
-    if tables.is_empty()
+        .map(|(_, t)| t)
+        .filter(|t| !t.reference)
+        .collect();
+    let colocated = sharded
+        .iter()
+        .all(|t| t.colocation_id == sharded[0].colocation_id);
+    if sharded.is_empty()
         || !colocated
-        || tables[0].1.shards.len() == 1
+        || metadata::one_task(tables.iter().map(|(_, t)| &**t))
         || has_outer_references(query)
     {
         return None;
     }
-    // Several tables: only when conditions equate their keys, all of them connected (the join
-    // then runs on the shards).
-    if tables.len() > 1 {
+    // Several sharded tables: only when conditions equate their keys, all of them connected
+    // (the join then runs on the shards).
+    if sharded.len() > 1 {
         let conditions: Vec<_> = join_conditions(q.jointree as *mut pg_sys::Node)
             .into_iter()
             .map(|c| pg_sys::flatten_join_alias_vars(query, c))
             .collect();
-        let mut reached = vec![false; tables.len()];
-        reached[0] = true;
+        let mut reached: Vec<bool> = tables.iter().map(|(_, t)| t.reference).collect();
+        let first = tables.iter().position(|(_, t)| !t.reference)?;
+        reached[first] = true;
         let mut grew = true;
         while grew {
             grew = false;

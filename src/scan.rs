@@ -395,6 +395,9 @@ unsafe fn const_int8(node: *mut pg_sys::Node) -> Option<i64> {
 /// # Safety
 /// `expr` must be a valid expression.
 pub unsafe fn is_key(expr: *mut pg_sys::Node, varno: u32, table: &ShardedTable) -> bool {
+    if table.reference {
+        return false;
+    }
     let mut node = expr;
     while (*node).type_ == pg_sys::NodeTag::T_RelabelType {
         node = (*(node as *mut pg_sys::RelabelType)).arg as *mut pg_sys::Node;
@@ -824,11 +827,20 @@ pub unsafe fn evaluate(
 }
 
 impl ScanExec {
+    /// The table whose shards make the tasks: the first hash-sharded one (the others are
+    /// co-located with it), else the first reference table.
+    fn driving_table(&self) -> &ShardedTable {
+        self.tables
+            .iter()
+            .find(|t| !t.reference)
+            .unwrap_or(&self.tables[0])
+    }
+
     /// The shards to query and their SQL, from the current parameter values.
     unsafe fn tasks(&self, econtext: *mut pg_sys::ExprContext) -> Vec<Task> {
         let holes = self.values.len() - self.pins.len();
         let rendered = render_values(&self.values[..holes], &self.value_nodes[..holes], econtext);
-        let table = &self.tables[0];
+        let table = self.driving_table();
         let mut selected = pruned_shards(
             table,
             &self.pins,
@@ -836,6 +848,11 @@ impl ScanExec {
             &self.value_nodes[holes..],
             econtext,
         );
+        if table.reference {
+            // Reference tables only: one copy answers.
+            selected = vec![false; table.shards.len()];
+            selected[0] = true;
+        }
         if self.at_least_one && !selected.contains(&true) {
             selected[0] = true;
         }
@@ -844,11 +861,14 @@ impl ScanExec {
             .map(|i| {
                 let shard = &table.shards[i];
                 // Co-located shards share their range and, but for a move in progress, their
-                // worker.
+                // worker; reference tables are read from their copy on the shard's worker.
                 let relations: Vec<&str> = self
                     .tables
                     .iter()
                     .map(|t| {
+                        if t.reference {
+                            return reference_copy(t, shard).relation.as_str();
+                        }
                         let other = &t.shards[i];
                         if other.worker.id != shard.worker.id || other.range != shard.range {
                             PgShardError::new(
@@ -892,6 +912,22 @@ impl ScanExec {
             }
         })
     }
+}
+
+/// The copy of reference table `table` on the worker of `shard`.
+fn reference_copy<'a>(table: &'a ShardedTable, shard: &Shard) -> &'a Shard {
+    table.copy_on(shard.worker.id).unwrap_or_else(|| {
+        PgShardError::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!(
+                "reference table {} has no copy on worker \"{}\"",
+                metadata::qualified_name(table.oid),
+                shard.worker.name
+            ),
+        )
+        .hint("A worker may be being added; run the statement again.")
+        .raise()
+    })
 }
 
 /// The values of coordinator-evaluated expressions, as SQL literals.
@@ -1064,7 +1100,7 @@ unsafe extern "C-unwind" fn explain_scan(
         &[]
     };
     let property = |name: &str, value: &str| explain_text(es, name, value);
-    let shards = state.tables[0].shards.len();
+    let shards = state.driving_table().shard_count();
     if tasks.is_empty() && !(*es).analyze {
         property(
             "Shards",

@@ -3,9 +3,9 @@
 //! Memory stays bounded by the limit times the number of shards, whatever the input size.
 
 use bytes::Bytes;
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 
-use crate::metadata::ShardedTable;
+use crate::metadata::{Shard, ShardedTable};
 use crate::remote;
 use crate::xact::{self, Access};
 
@@ -29,7 +29,17 @@ impl<'a> ShardCopy<'a> {
 
     /// Adds a row whose shard key hashes to `hash`.
     pub fn push(&mut self, hash: i64, values: &[Option<String>]) {
-        let index = self.table.shard_index_for_hash(hash);
+        self.push_at(self.table.shard_index_for_hash(hash), values);
+    }
+
+    /// Adds a row of a reference table: every copy gets it.
+    pub fn push_to_every_copy(&mut self, values: &[Option<String>]) {
+        for index in 0..self.buffers.len() {
+            self.push_at(index, values);
+        }
+    }
+
+    fn push_at(&mut self, index: usize, values: &[Option<String>]) {
         pgshard_core::copytext::push_row(
             &mut self.buffers[index],
             values.iter().map(|v| v.as_deref().map(str::as_bytes)),
@@ -72,5 +82,54 @@ impl<'a> ShardCopy<'a> {
         if let Err(e) = result {
             remote::query_error(&e).raise_for(&shard.worker.name, "copy rows to");
         }
+    }
+}
+
+/// Streams every row of a reference table's copy `from` into its new copy `to` (COPY out of
+/// one worker into the other, chunk by chunk), inside the transaction's remote transactions.
+pub fn copy_between(from: &Shard, to: &Shard, columns: &str) {
+    let mut source = xact::connection(&from.worker, Access::Read);
+    let mut target = xact::connection(&to.worker, Access::Write);
+    let tokens = [source.client.cancel_token(), target.client.cancel_token()];
+    let (source_begin, target_begin) = (
+        std::mem::take(&mut source.begin),
+        std::mem::take(&mut target.begin),
+    );
+    let copy_out = format!("COPY {} ({columns}) TO STDOUT", from.relation);
+    let copy_in = format!("COPY {} ({columns}) FROM STDIN", to.relation);
+    let (reader, writer) = (&source.client, &target.client);
+    // Errors say which worker failed.
+    let result = remote::wait(
+        async move {
+            let on = |worker: &'static str| move |e| (worker, e);
+            if !source_begin.is_empty() {
+                reader
+                    .simple_query(&source_begin)
+                    .await
+                    .map_err(on("from"))?;
+            }
+            if !target_begin.is_empty() {
+                writer.simple_query(&target_begin).await.map_err(on("to"))?;
+            }
+            let rows = reader.copy_out(&copy_out).await.map_err(on("from"))?;
+            let sink = writer
+                .copy_in::<_, Bytes>(&copy_in)
+                .await
+                .map_err(on("to"))?;
+            let mut rows = std::pin::pin!(rows);
+            let mut sink = std::pin::pin!(sink);
+            while let Some(chunk) = rows.next().await {
+                sink.send(chunk.map_err(on("from"))?)
+                    .await
+                    .map_err(on("to"))?;
+            }
+            sink.as_mut().finish().await.map_err(on("to"))
+        },
+        &tokens,
+    );
+    match result {
+        Ok(_) => {}
+        Err(("from", e)) => remote::query_error(&e).raise_for(&from.worker.name, "copy rows from"),
+        Err((_, e)) => remote::query_error(&e).raise_for(&to.worker.name, "copy rows to"),
     }
 }

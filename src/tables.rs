@@ -25,9 +25,9 @@ use crate::xact::{self, Access};
 extension_sql!(
     r#"
 CREATE VIEW pgshard.tables AS
-SELECT t.table_oid AS table_name, t.shard_key::text AS shard_key, c.shard_count,
-       t.colocation_id
-FROM pgshard.sharded_table t JOIN pgshard.colocation c USING (colocation_id)
+SELECT t.table_oid AS table_name, t.shard_key::text AS shard_key,
+       coalesce(c.shard_count, 1) AS shard_count, t.colocation_id, t.kind
+FROM pgshard.sharded_table t LEFT JOIN pgshard.colocation c USING (colocation_id)
 ORDER BY t.table_oid::oid;
 GRANT SELECT ON pgshard.tables TO PUBLIC;
 
@@ -37,8 +37,8 @@ SELECT s.shard_id, s.table_oid AS table_name, s.hash_min, s.hash_max, w.name AS 
 FROM pgshard.shard s
 JOIN pgshard.placement p USING (shard_id)
 JOIN pgshard.worker w USING (worker_id)
-LEFT JOIN pgshard.shard_sizes() z USING (shard_id)
-ORDER BY s.table_oid::oid, s.hash_min;
+LEFT JOIN pgshard.shard_sizes() z ON z.shard_id = s.shard_id AND z.worker = w.name
+ORDER BY s.table_oid::oid, s.hash_min, w.worker_id;
 GRANT SELECT ON pgshard.shards TO PUBLIC;
 "#,
     name = "table_views",
@@ -56,12 +56,8 @@ fn shard_table(
     shard_count: default!(Option<i32>, "NULL"),
     colocate_with: default!(Option<PgRelation>, "NULL"),
 ) {
-    crate::ensure_preloaded();
-    let oid = rel.oid();
-    drop(rel);
-    // SAFETY: takes the strongest lock: the table changes meaning for every session.
-    unsafe { pg_sys::LockRelationOid(oid, pg_sys::AccessExclusiveLock as i32) };
-    let table = describe(oid);
+    let table = lock_for_distribution(rel);
+    let oid = table.oid;
     table.check_shardable();
     let key = table.key_column(shard_key);
     let family = crate::hashing::key_family(key.type_oid);
@@ -70,15 +66,7 @@ fn shard_table(
 
     let _superuser = AsSuperuser::enter();
     let colocation = colocate_with.map(|other| colocation_of(other.oid(), family, shard_count));
-    let workers = crate::workers::all_workers();
-    if workers.is_empty() {
-        PgShardError::new(
-            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            "cannot shard a table: there are no workers",
-        )
-        .hint("Register workers with pgshard.add_worker(name, conninfo) first.")
-        .raise()
-    }
+    let workers = workers_for("shard a table");
     let layout = match &colocation {
         Some(group) => group.layout.clone(),
         None => {
@@ -131,6 +119,7 @@ fn shard_table(
     create_shard_tables(&table, &shards);
     let sharded = ShardedTable {
         oid,
+        reference: false,
         key_name: key.name.clone(),
         key_attnum: key.attnum,
         key_type: key.type_oid,
@@ -148,15 +137,55 @@ fn shard_table(
     record_metadata(&sharded, colocation.map(|c| c.id), family);
 }
 
+/// Makes a table a reference table: a full copy of it on every worker, so that sharded tables
+/// join it where their shards are.
+#[pg_extern(volatile)]
+fn reference_table(rel: PgRelation) {
+    let table = lock_for_distribution(rel);
+    let oid = table.oid;
+    table.check_shardable();
+
+    let _superuser = AsSuperuser::enter();
+    let workers = workers_for("make a reference table");
+    let id = Spi::get_one::<i64>("SELECT nextval('pgshard.shard_shard_id_seq')")
+        .unwrap_or_else(|e| spi_failed("could not allocate a shard id", e))
+        .expect("nextval is not NULL");
+    let whole = pgshard_core::hashing::uniform_ranges(1)[0];
+    let copies: Vec<Shard> = workers
+        .into_iter()
+        .map(|worker| Shard {
+            id,
+            range: whole,
+            worker,
+            relation: metadata::shard_relation(&table.schema, &table.name, id),
+        })
+        .collect();
+    create_shard_tables(&table, &copies);
+    let reference = ShardedTable {
+        oid,
+        reference: true,
+        key_name: String::new(),
+        key_attnum: 0,
+        key_type: pg_sys::InvalidOid,
+        key_family: KeyFamily::Integer,
+        colocation_id: 0,
+        shards: copies,
+    };
+    move_rows_into_shards(&table, &reference);
+    Spi::run(&format!(
+        "TRUNCATE ONLY {0}; ALTER TABLE {0} SET ACCESS METHOD {1}",
+        table.qualified,
+        crate::shell::ACCESS_METHOD
+    ))
+    .unwrap_or_else(|e| spi_failed("could not empty the table", e));
+    record_metadata(&reference, None, KeyFamily::Integer);
+}
+
 /// Moves a sharded table's rows back into the coordinator's table and drops its shards.
 #[pg_extern(volatile)]
 fn unshard_table(rel: PgRelation) {
-    crate::ensure_preloaded();
-    let oid = rel.oid();
-    drop(rel);
-    // SAFETY: as in shard_table.
-    unsafe { pg_sys::LockRelationOid(oid, pg_sys::AccessExclusiveLock as i32) };
-    let table = describe(oid);
+    let table = lock_for_distribution(rel);
+    let oid = table.oid;
     table.check_owner();
     let sharded =
         metadata::sharded_table(oid).unwrap_or_else(|| raise_not_sharded(&table.qualified));
@@ -185,7 +214,13 @@ fn unshard_table(rel: PgRelation) {
     let envelope_io = first_text("SELECT current_setting('pgshard.envelope_io')", &[]);
     Spi::run("SELECT set_config('pgshard.envelope_io', 'on', true)")
         .unwrap_or_else(|e| spi_failed("could not read encrypted values back", e));
-    for shard in &sharded.shards {
+    // A reference table's copies hold the same rows: one is read back.
+    let sources = if sharded.reference {
+        &sharded.shards[..1]
+    } else {
+        &sharded.shards[..]
+    };
+    for shard in sources {
         copy_shard_back(&table, &columns, shard);
     }
     Spi::run_with_args(
@@ -207,6 +242,16 @@ fn shard_for(
     let oid = rel.oid();
     let sharded =
         metadata::sharded_table(oid).unwrap_or_else(|| raise_not_sharded(&relation_name(oid)));
+    if sharded.reference {
+        refuse(
+            PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+            format!(
+                "{} is a reference table: every worker holds all its rows",
+                relation_name(oid)
+            ),
+            "pgshard.shards lists its copies.",
+        )
+    }
     let family = crate::hashing::key_family(key.oid());
     if family != sharded.key_family {
         PgShardError::new(
@@ -227,14 +272,15 @@ fn shard_for(
     TableIterator::once((shard.id, shard.worker.name.clone()))
 }
 
-/// Each shard's qualified name on its worker, row estimate and size, asked of every worker
-/// concurrently. A worker that cannot be reached gives NULL estimates rather than an error, so
+/// Each shard placement's worker, qualified name there, row estimate and size, asked of every
+/// worker concurrently. A worker that cannot be reached gives NULL estimates rather than an error, so
 /// that the view stays usable while a worker is down.
 #[pg_extern(volatile)]
 fn shard_sizes() -> TableIterator<
     'static,
     (
         name!(shard_id, i64),
+        name!(worker, String),
         name!(shard_name, String),
         name!(row_estimate, Option<i64>),
         name!(bytes, Option<i64>),
@@ -264,13 +310,14 @@ fn shard_sizes() -> TableIterator<
         })
         .collect();
     let results = xact::run_scripts(&mut connections, queries);
+    // Keyed by worker and name: a reference table's copies share their name.
     let mut sizes = std::collections::HashMap::new();
-    for result in results.into_iter().flatten() {
-        for message in result {
+    for (conn, result) in connections.iter().zip(results) {
+        for message in result.into_iter().flatten() {
             if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
                 let parse = |i| row.get(i).and_then(|v: &str| v.parse::<i64>().ok());
                 sizes.insert(
-                    row.get(0).unwrap_or_default().to_string(),
+                    (conn.worker.id, row.get(0).unwrap_or_default().to_string()),
                     (parse(1), parse(2)),
                 );
             }
@@ -279,11 +326,44 @@ fn shard_sizes() -> TableIterator<
     let rows: Vec<_> = shards
         .iter()
         .map(|s| {
-            let (estimate, bytes) = sizes.get(&s.relation).copied().unwrap_or((None, None));
-            (s.id, s.relation.clone(), estimate, bytes)
+            let (estimate, bytes) = sizes
+                .get(&(s.worker.id, s.relation.clone()))
+                .copied()
+                .unwrap_or((None, None));
+            (
+                s.id,
+                s.worker.name.clone(),
+                s.relation.clone(),
+                estimate,
+                bytes,
+            )
         })
         .collect();
     TableIterator::new(rows)
+}
+
+/// Locks a table being sharded, made a reference table or unsharded, and describes it.
+fn lock_for_distribution(rel: PgRelation) -> TableInfo {
+    crate::ensure_preloaded();
+    let oid = rel.oid();
+    drop(rel);
+    // SAFETY: takes the strongest lock: the table changes meaning for every session.
+    unsafe { pg_sys::LockRelationOid(oid, pg_sys::AccessExclusiveLock as i32) };
+    describe(oid)
+}
+
+/// The registered workers; raises when there is none (`doing` says what needed them).
+fn workers_for(doing: &str) -> Vec<Worker> {
+    let workers = crate::workers::all_workers();
+    if workers.is_empty() {
+        PgShardError::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("cannot {doing}: there are no workers"),
+        )
+        .hint("Register workers with pgshard.add_worker(name, conninfo) first.")
+        .raise()
+    }
+    workers
 }
 
 /// What shard_table needs to know of the table.
@@ -789,6 +869,13 @@ fn colocation_of(other: pg_sys::Oid, family: KeyFamily, shard_count: Option<i32>
             "Shard that table first, or leave colocate_with out.",
         )
     });
+    if sharded.reference {
+        refuse(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("cannot co-locate with table {other_name}: it is a reference table"),
+            "Every worker holds all of a reference table's rows; sharded tables join it without co-location.",
+        )
+    }
     if sharded.key_family != family {
         PgShardError::new(
             PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
@@ -873,7 +960,7 @@ fn move_rows_into_shards(table: &TableInfo, sharded: &ShardedTable) {
             8 * 1024,
             8 * 1024 * 1024,
         );
-        let key_index = (sharded.key_attnum - 1) as usize;
+        let key_index = (sharded.key_attnum - 1).max(0) as usize;
         let live: Vec<usize> = (0..(*desc).natts as usize)
             .filter(|&i| !encoder.is_dropped(i))
             .collect();
@@ -885,12 +972,16 @@ fn move_rows_into_shards(table: &TableInfo, sharded: &ShardedTable) {
             pgrx::check_for_interrupts!();
             let previous = pg_sys::MemoryContextSwitchTo(row_context);
             pg_sys::slot_getallattrs(slot);
-            let hash =
-                crate::hashing::hash_datum(*(*slot).tts_values.add(key_index), sharded.key_type);
+            let hash = (!sharded.reference).then(|| {
+                crate::hashing::hash_datum(*(*slot).tts_values.add(key_index), sharded.key_type)
+            });
             let values: Vec<Option<String>> = live.iter().map(|&i| encoder.text(slot, i)).collect();
             pg_sys::MemoryContextSwitchTo(previous);
             pg_sys::MemoryContextReset(row_context);
-            copy.push(hash, &values);
+            match hash {
+                Some(hash) => copy.push(hash, &values),
+                None => copy.push_to_every_copy(&values),
+            }
         }
         pg_sys::ExecDropSingleTupleTableSlot(slot);
         pg_sys::table_endscan(scan);
@@ -962,6 +1053,23 @@ fn copy_shard_back(table: &TableInfo, columns: &str, shard: &Shard) {
 }
 
 fn record_metadata(sharded: &ShardedTable, colocation_id: Option<i32>, family: KeyFamily) {
+    if sharded.reference {
+        Spi::run_with_args(
+            "INSERT INTO pgshard.sharded_table (table_oid, kind) VALUES ($1, 'reference')",
+            &[sharded.oid.into()],
+        )
+        .unwrap_or_else(|e| spi_failed("could not record the reference table", e));
+        let shard = &sharded.shards[0];
+        Spi::run_with_args(
+            "INSERT INTO pgshard.shard (shard_id, table_oid, hash_min, hash_max) VALUES ($1, $2, $3, $4)",
+            &[shard.id.into(), sharded.oid.into(), shard.range.min.into(), shard.range.max.into()],
+        )
+        .unwrap_or_else(|e| spi_failed("could not record the shard", e));
+        for copy in &sharded.shards {
+            record_placement(copy);
+        }
+        return;
+    }
     let colocation_id = colocation_id.unwrap_or_else(|| {
         Spi::get_one_with_args::<i32>(
             "INSERT INTO pgshard.colocation (shard_count, key_family) VALUES ($1, $2) RETURNING colocation_id",
@@ -981,10 +1089,79 @@ fn record_metadata(sharded: &ShardedTable, colocation_id: Option<i32>, family: K
             &[shard.id.into(), sharded.oid.into(), shard.range.min.into(), shard.range.max.into()],
         )
         .unwrap_or_else(|e| spi_failed("could not record the shards", e));
-        Spi::run_with_args(
-            "INSERT INTO pgshard.placement (shard_id, worker_id) VALUES ($1, $2)",
-            &[shard.id.into(), shard.worker.id.into()],
-        )
-        .unwrap_or_else(|e| spi_failed("could not record the placements", e));
+        record_placement(shard);
     }
+}
+
+fn record_placement(shard: &Shard) {
+    Spi::run_with_args(
+        "INSERT INTO pgshard.placement (shard_id, worker_id) VALUES ($1, $2)",
+        &[shard.id.into(), shard.worker.id.into()],
+    )
+    .unwrap_or_else(|e| spi_failed("could not record the placements", e));
+}
+
+/// Gives a newly added worker a copy of every reference table (created and filled in the
+/// current transaction, so a failure leaves the worker without copies and unregistered).
+/// Writers of each table wait meanwhile (they hold RowExclusiveLock on it from parse analysis
+/// to commit, which ExclusiveLock conflicts with; readers are not blocked): the new copy misses
+/// no write, and later writers see the new placement.
+pub fn copy_reference_tables_to(worker: &Worker) {
+    let references: Vec<Rc<ShardedTable>> = metadata::sharded_table_oids()
+        .into_iter()
+        .filter_map(metadata::sharded_table)
+        .filter(|t| t.reference)
+        .collect();
+    for reference in references {
+        // SAFETY: a table lock held until the transaction ends.
+        unsafe { pg_sys::LockRelationOid(reference.oid, pg_sys::ExclusiveLock as i32) };
+        let table = describe(reference.oid);
+        let source = &reference.shards[0];
+        let copy = Shard {
+            worker: worker.clone(),
+            ..source.clone()
+        };
+        // A copy left behind when the worker was removed before is stale.
+        run_on_shard_workers(std::slice::from_ref(&copy), "create copies on", |copy| {
+            format!(
+                "DROP TABLE IF EXISTS {};\n{}",
+                copy.relation,
+                table.shard_ddl(copy)
+            )
+        });
+        crate::shard_copy::copy_between(source, &copy, &table.column_list());
+        record_placement(&copy);
+    }
+}
+
+/// Forgets the copies of reference tables on a worker being removed; returns their names
+/// there (the worker may be gone, so they are not dropped). Refuses when a copy is the last.
+pub fn forget_reference_copies_on(worker: &Worker) -> Vec<String> {
+    let mut names = Vec::new();
+    for oid in metadata::sharded_table_oids() {
+        let Some(reference) = metadata::sharded_table(oid).filter(|t| t.reference) else {
+            continue;
+        };
+        let Some(copy) = reference.copy_on(worker.id) else {
+            continue;
+        };
+        if reference.shards.len() == 1 {
+            refuse(
+                PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
+                format!(
+                    "worker \"{}\" holds the only copy of reference table {}",
+                    worker.name,
+                    relation_name(oid)
+                ),
+                "Add another worker first, or unshard the table with pgshard.unshard_table().",
+            )
+        }
+        Spi::run_with_args(
+            "DELETE FROM pgshard.placement WHERE shard_id = $1 AND worker_id = $2",
+            &[copy.id.into(), worker.id.into()],
+        )
+        .unwrap_or_else(|e| spi_failed("could not remove the placement", e));
+        names.push(copy.relation.clone());
+    }
+    names
 }

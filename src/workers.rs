@@ -96,6 +96,7 @@ fn add_worker(name: &str, conninfo: &str) -> i32 {
     .unwrap_or_else(|e| spi_failed("could not record the worker", e))
     .expect("INSERT … RETURNING returns a row");
     remote::give_back(worker.id, &config, client);
+    crate::tables::copy_reference_tables_to(&worker);
     worker.id
 }
 
@@ -112,6 +113,13 @@ fn remove_worker(name: &str) {
         )
         .hint("Move its shards to other workers or unshard their tables before removing it.")
         .raise()
+    }
+    let left_behind = crate::tables::forget_reference_copies_on(&worker);
+    if !left_behind.is_empty() {
+        pgrx::notice!(
+            "the copies of reference tables on worker \"{name}\" are no longer used and were left in place: {}",
+            left_behind.join(", ")
+        );
     }
     Spi::run_with_args(
         "DELETE FROM pgshard.worker WHERE worker_id = $1",

@@ -229,8 +229,9 @@ SELECT on_both('INSERT INTO {t} SELECT id + 1000, k_text || ''x'', k_uuid, k_num
 SELECT diff('by_id', 'SELECT * FROM {t}');
 SELECT diff('by_id', 'SELECT grp, count(*), sum(price) FROM {t} GROUP BY grp');
 SELECT diff('by_id', 'SELECT id, note, flag FROM {t} WHERE id IN (7, 8, 9, 10, 1001) ORDER BY id');
--- A co-located schema (customers, orders, line items sharded by customer), local dimension
--- tables, and analytic queries in the style of TPC-H, each compared with local copies.
+-- A co-located schema (customers, orders, line items sharded by customer), a reference table
+-- (nations), a local dimension table (parts), and analytic queries in the style of TPC-H, each
+-- compared with local copies.
 CREATE TABLE nations (nation text PRIMARY KEY, region text);
 INSERT INTO nations VALUES ('FRANCE', 'EUROPE'), ('GERMANY', 'EUROPE'), ('JAPAN', 'ASIA'),
     ('CHINA', 'ASIA'), ('BRAZIL', 'AMERICA'), ('PERÚ', 'AMERICA'), ('ÉIRE', NULL);
@@ -264,12 +265,15 @@ CREATE TABLE lineitem (LIKE lineitem_l INCLUDING ALL);
 INSERT INTO customers SELECT * FROM customers_l;
 INSERT INTO orders SELECT * FROM orders_l;
 INSERT INTO lineitem SELECT * FROM lineitem_l;
+CREATE TABLE nations_r (LIKE nations INCLUDING ALL);
+INSERT INTO nations_r SELECT * FROM nations;
 SELECT pgshard.shard_table('customers', 'cust_id', shard_count => 6),
        pgshard.shard_table('orders', 'cust_id', colocate_with => 'customers'),
-       pgshard.shard_table('lineitem', 'cust_id', colocate_with => 'customers');
+       pgshard.shard_table('lineitem', 'cust_id', colocate_with => 'customers'),
+       pgshard.reference_table('nations_r');
 CREATE FUNCTION diff_schema(q text) RETURNS text LANGUAGE sql
-    RETURN compare(replace(replace(replace(q, '{c}', 'customers'), '{o}', 'orders'), '{l}', 'lineitem'),
-                   replace(replace(replace(q, '{c}', 'customers_l'), '{o}', 'orders_l'), '{l}', 'lineitem_l'));
+    RETURN compare(replace(replace(replace(replace(q, '{c}', 'customers'), '{o}', 'orders'), '{l}', 'lineitem'), '{n}', 'nations_r'),
+                   replace(replace(replace(replace(q, '{c}', 'customers_l'), '{o}', 'orders_l'), '{l}', 'lineitem_l'), '{n}', 'nations'));
 CREATE TABLE schema_corpus (n serial, q text);
 INSERT INTO schema_corpus (q) VALUES
 ('SELECT * FROM {c}'),
@@ -297,12 +301,12 @@ INSERT INTO schema_corpus (q) VALUES
 ('SELECT c.cust_id, o.cust_id FROM {c} c JOIN {o} o ON o.total > c.balance AND o.cust_id = c.cust_id + 1 WHERE c.cust_id < 30'),
 ('SELECT a.cust_id, b.cust_id FROM {c} a JOIN {c} b ON a.cust_id = b.cust_id WHERE a.name LIKE ''Zoë%'''),
 ('SELECT a.cust_id, b.cust_id FROM {c} a JOIN {c} b ON a.nation = b.nation AND a.cust_id < b.cust_id WHERE a.cust_id < 20 AND b.cust_id < 40'),
-('SELECT c.name, n.region FROM {c} c JOIN nations n ON n.nation = c.nation'),
-('SELECT c.name, n.region FROM {c} c LEFT JOIN nations n ON n.nation = c.nation'),
-('SELECT n.nation, count(c.cust_id) FROM nations n LEFT JOIN {c} c ON c.nation = n.nation GROUP BY n.nation'),
+('SELECT c.name, n.region FROM {c} c JOIN {n} n ON n.nation = c.nation'),
+('SELECT c.name, n.region FROM {c} c LEFT JOIN {n} n ON n.nation = c.nation'),
+('SELECT n.nation, count(c.cust_id) FROM {n} n LEFT JOIN {c} c ON c.nation = n.nation GROUP BY n.nation'),
 ('SELECT p.brand, sum(l.qty) FROM {l} l JOIN parts p ON p.part = l.part GROUP BY p.brand'),
 ('SELECT l.cust_id, l.line, p.size FROM {l} l JOIN parts p ON p.part = l.part AND p.size > 8 WHERE l.cust_id < 40'),
-('SELECT c.segment, n.region, count(DISTINCT c.cust_id), sum(l.qty) FROM {c} c JOIN {o} o ON o.cust_id = c.cust_id JOIN {l} l ON l.cust_id = o.cust_id AND l.order_id = o.order_id LEFT JOIN nations n ON n.nation = c.nation GROUP BY 1, 2'),
+('SELECT c.segment, n.region, count(DISTINCT c.cust_id), sum(l.qty) FROM {c} c JOIN {o} o ON o.cust_id = c.cust_id JOIN {l} l ON l.cust_id = o.cust_id AND l.order_id = o.order_id LEFT JOIN {n} n ON n.nation = c.nation GROUP BY 1, 2'),
 -- TPC-H Q1 (pricing summary)
 ('SELECT returned, count(*) AS count_order, sum(qty) AS sum_qty, sum(price) AS sum_base, sum(price * (1 - discount)) AS sum_disc, avg(qty) AS avg_qty, avg(price) AS avg_price, avg(discount) AS avg_disc FROM {l} WHERE shipdate <= date ''2024-03-15'' GROUP BY returned ORDER BY returned'),
 -- TPC-H Q3 (shipping priority)
@@ -310,7 +314,7 @@ INSERT INTO schema_corpus (q) VALUES
 -- TPC-H Q4 (order priority checking)
 ('SELECT o.status, count(*) AS order_count FROM {o} o WHERE o.odate >= date ''2024-01-15'' AND o.odate < date ''2024-03-01'' AND EXISTS (SELECT * FROM {l} l WHERE l.cust_id = o.cust_id AND l.order_id = o.order_id AND l.shipdate > o.odate + 20) GROUP BY o.status ORDER BY o.status'),
 -- TPC-H Q5 (local supplier volume, with a local dimension)
-('SELECT n.nation, sum(l.price * (1 - l.discount)) AS revenue FROM {c} c JOIN {o} o ON c.cust_id = o.cust_id JOIN {l} l ON l.cust_id = o.cust_id AND l.order_id = o.order_id JOIN nations n ON n.nation = c.nation WHERE n.region = ''EUROPE'' GROUP BY n.nation ORDER BY revenue DESC'),
+('SELECT n.nation, sum(l.price * (1 - l.discount)) AS revenue FROM {c} c JOIN {o} o ON c.cust_id = o.cust_id JOIN {l} l ON l.cust_id = o.cust_id AND l.order_id = o.order_id JOIN {n} n ON n.nation = c.nation WHERE n.region = ''EUROPE'' GROUP BY n.nation ORDER BY revenue DESC'),
 -- TPC-H Q6 (forecasting revenue change)
 ('SELECT sum(price * discount) AS revenue FROM {l} WHERE shipdate >= date ''2024-01-01'' AND shipdate < date ''2024-03-01'' AND discount BETWEEN 0.02 AND 0.06 AND qty < 24'),
 -- TPC-H Q10 (returned item reporting)
@@ -369,14 +373,40 @@ INSERT INTO schema_corpus (q) VALUES
 ('SELECT c.segment, count(*) FROM {c} c JOIN {o} o ON o.cust_id = c.cust_id JOIN {l} l ON l.cust_id = o.cust_id AND l.order_id = o.order_id GROUP BY c.segment ORDER BY 2 DESC, 1'),
 ('SELECT DISTINCT c.nation, o.status FROM {c} c JOIN {o} o ON o.cust_id = c.cust_id'),
 ('SELECT c.cust_id, o.order_id, o.total FROM {c} c JOIN {o} o ON o.cust_id = c.cust_id ORDER BY o.total DESC NULLS LAST, c.cust_id, o.order_id LIMIT 7'),
-('SELECT c.cust_id, o.order_id FROM {c} c LEFT JOIN {o} o ON o.cust_id = c.cust_id ORDER BY o.order_id NULLS FIRST, c.cust_id DESC LIMIT 9 OFFSET 2');
+('SELECT c.cust_id, o.order_id FROM {c} c LEFT JOIN {o} o ON o.cust_id = c.cust_id ORDER BY o.order_id NULLS FIRST, c.cust_id DESC LIMIT 9 OFFSET 2'),
+-- The reference table alone, and joined to the sharded tables in every shape.
+('SELECT * FROM {n}'),
+('SELECT region, count(*), string_agg(nation, '','' ORDER BY nation) FROM {n} GROUP BY region'),
+('SELECT a.nation, b.nation FROM {n} a JOIN {n} b ON a.region = b.region AND a.nation < b.nation'),
+('SELECT c.cust_id, n.region FROM {c} c JOIN {n} n ON n.nation = c.nation JOIN {o} o ON o.cust_id = c.cust_id WHERE o.status = ''F'''),
+('SELECT n.region, sum(o.total), count(*) FROM {o} o JOIN {c} c USING (cust_id) JOIN {n} n ON n.nation = c.nation GROUP BY n.region ORDER BY 1 NULLS FIRST'),
+('SELECT c.cust_id FROM {c} c WHERE c.nation IN (SELECT nation FROM {n} WHERE region = ''ASIA'')'),
+('SELECT c.cust_id, c.nation FROM {c} c WHERE NOT EXISTS (SELECT 1 FROM {n} n WHERE n.nation = c.nation)'),
+('SELECT n.nation FROM {n} n WHERE EXISTS (SELECT 1 FROM {c} c WHERE c.nation = n.nation AND c.balance > 1000)'),
+('SELECT n.region, count(DISTINCT c.segment), count(c.cust_id) FROM {c} c RIGHT JOIN {n} n ON n.nation = c.nation GROUP BY n.region'),
+('SELECT c.cust_id, n.nation FROM {c} c FULL JOIN {n} n ON n.nation = c.nation WHERE c.cust_id IS NULL OR c.cust_id < 10'),
+('SELECT c.segment, n.region, p.brand, sum(l.qty) FROM {l} l JOIN {c} c USING (cust_id) JOIN {n} n ON n.nation = c.nation JOIN parts p ON p.part = l.part GROUP BY 1, 2, 3'),
+('SELECT c.cust_id, n.region FROM {c} c LEFT JOIN {n} n ON n.nation = c.nation ORDER BY n.region NULLS FIRST, c.cust_id LIMIT 12'),
+('SELECT n.region, avg(c.balance), min(c.name), max(o.odate) FROM {c} c JOIN {n} n ON n.nation = c.nation LEFT JOIN {o} o ON o.cust_id = c.cust_id AND o.total > 300 GROUP BY n.region'),
+('SELECT c.cust_id, (SELECT region FROM {n} n WHERE n.nation = c.nation) FROM {c} c WHERE c.cust_id < 30');
 SELECT n, diff_schema(q) FROM schema_corpus ORDER BY n;
+-- Writes to the reference table (every copy) and to its local twin, then the same queries.
+CREATE FUNCTION on_both_nations(q text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE replace(q, '{n}', 'nations_r');
+    EXECUTE replace(q, '{n}', 'nations');
+END $$;
+SELECT on_both_nations('UPDATE {n} SET region = ''EUROPE'' WHERE region IS NULL');
+SELECT on_both_nations('INSERT INTO {n} VALUES (''ATLANTIS'', ''OCEAN''), (''ÅLAND'', ''EUROPE'')');
+SELECT on_both_nations('DELETE FROM {n} WHERE nation = ''CHINA''');
+SELECT n, diff_schema(q) FROM schema_corpus WHERE q LIKE '%{n}%' ORDER BY n;
 SELECT (SELECT count(*) FROM corpus) + (SELECT count(*) FROM schema_corpus) AS queries_in_the_corpus;
 -- Co-located joins and pushed aggregates show in EXPLAIN.
 EXPLAIN (COSTS OFF) SELECT o.status, sum(l.price * (1 - l.discount)) FROM orders o JOIN lineitem l USING (cust_id, order_id) GROUP BY o.status;
 SELECT pgshard.unshard_table(t) FROM unnest(ARRAY['customers', 'orders', 'lineitem']) t;
-DROP TABLE customers, orders, lineitem, customers_l, orders_l, lineitem_l, nations, parts, schema_corpus;
-DROP FUNCTION diff_schema(text);
+SELECT pgshard.unshard_table('nations_r');
+DROP TABLE customers, orders, lineitem, customers_l, orders_l, lineitem_l, nations, nations_r, parts, schema_corpus;
+DROP FUNCTION diff_schema(text), on_both_nations(text);
 SELECT pgshard.unshard_table(name) FROM (VALUES ('by_id'), ('by_text'), ('by_uuid'), ('by_num'), ('by_date'), ('by_ts')) t(name);
 DROP TABLE by_id, by_text, by_uuid, by_num, by_date, by_ts, items_local, corpus;
 DROP FUNCTION diff(text, text), on_both(text), sharded_copy(text, text, int), compare(text, text);

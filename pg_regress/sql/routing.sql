@@ -74,6 +74,8 @@ INSERT INTO t_user (user_id, name) VALUES (1, 'dup') ON CONFLICT (user_id) DO NO
 INSERT INTO t_user (user_id, name) VALUES (1, 'dup') ON CONFLICT DO NOTHING;
 INSERT INTO t_user (user_id, name) VALUES (1, 'ann'), (2000, 'new') ON CONFLICT (user_id) DO UPDATE SET name = excluded.name || '!' RETURNING user_id, name;
 INSERT INTO t_user (user_id, name) VALUES (1, 'x') ON CONFLICT ON CONSTRAINT t_user_pkey DO UPDATE SET tel = 'conflict' RETURNING user_id, tel;
+-- The existing row's columns next to EXCLUDED's of the same name.
+INSERT INTO t_user AS u (user_id, name) VALUES (1, 'x') ON CONFLICT (user_id) DO UPDATE SET name = excluded.name || u.name WHERE u.user_id = excluded.user_id RETURNING user_id, name;
 
 -- Transactions: a transaction reads its own writes; ROLLBACK undoes them on every worker.
 BEGIN;

@@ -6,6 +6,7 @@ pub mod conninfo;
 pub mod copytext;
 pub mod envelope;
 pub mod layout;
+pub mod reference;
 pub mod sqlstate;
 pub mod twophase;
 
