@@ -352,9 +352,24 @@ impl Split {
     /// The inner column holding the per-shard aggregate `partial` of `original`'s arguments
     /// and FILTER, added if it is not there yet.
     unsafe fn partial_column(&mut self, original: *mut pg_sys::Aggref, partial: &str) -> usize {
-        let aggregate = pg_sys::copyObjectImpl(original.cast()) as *mut pg_sys::Aggref;
+        let mut aggregate = pg_sys::copyObjectImpl(original.cast()) as *mut pg_sys::Aggref;
         let name = cstr(pg_sys::get_func_name((*original).aggfnoid));
-        if partial != name {
+        if partial == combine::SUM_NUMERIC || partial == combine::SUM_SQUARES {
+            // sum(x::numeric) or sum(x::numeric * x::numeric), with the original's FILTER.
+            let arg = aggregate_args(original)[0];
+            let value = || as_numeric(pg_sys::copyObjectImpl(arg.cast()).cast());
+            let summed = if partial == combine::SUM_SQUARES {
+                numeric_product(value(), value())
+            } else {
+                value()
+            };
+            let filter = (*original).aggfilter;
+            aggregate = self::aggregate(
+                function("pg_catalog", "sum", &[pg_sys::NUMERICOID]),
+                &[summed],
+            ) as *mut pg_sys::Aggref;
+            (*aggregate).aggfilter = pg_sys::copyObjectImpl(filter.cast()).cast();
+        } else if partial != name {
             let arg_types: Vec<pg_sys::Oid> = list_oids((*original).aggargtypes);
             let function = if partial == "count" && (*original).aggstar {
                 function("pg_catalog", "count", &[])
@@ -378,8 +393,11 @@ impl Split {
         {
             return column;
         }
-        self.columns
-            .push((aggregate.cast(), format!("partial_{partial}"), 0));
+        self.columns.push((
+            aggregate.cast(),
+            format!("partial_{}", partial.replace(' ', "_")),
+            0,
+        ));
         self.columns.len() - 1
     }
 
@@ -425,6 +443,32 @@ impl Split {
                     avg_of,
                     pg_sys::get_func_rettype(avg_of),
                     make_list([total, sum_counts(1)]),
+                    pg_sys::InvalidOid,
+                    pg_sys::InvalidOid,
+                    pg_sys::CoercionForm::COERCE_EXPLICIT_CALL,
+                )
+                .cast()
+            }
+            Recipe::Variance { sample, root } => {
+                let numeric = [pg_sys::NUMERICOID];
+                let total =
+                    |i: usize| aggregate(function("pg_catalog", "sum", &numeric), &[var(i)]);
+                let variance_of = function(
+                    "pgshard",
+                    "variance_of",
+                    &[
+                        pg_sys::INT8OID,
+                        pg_sys::NUMERICOID,
+                        pg_sys::NUMERICOID,
+                        pg_sys::BOOLOID,
+                        pg_sys::BOOLOID,
+                    ],
+                );
+                let flag = |b: bool| pg_sys::makeBoolConst(b, false);
+                pg_sys::makeFuncExpr(
+                    variance_of,
+                    pg_sys::NUMERICOID,
+                    make_list([sum_counts(0), total(1), total(2), flag(sample), flag(root)]),
                     pg_sys::InvalidOid,
                     pg_sys::InvalidOid,
                     pg_sys::CoercionForm::COERCE_EXPLICIT_CALL,
@@ -684,6 +728,40 @@ fn arg_type(type_oid: pg_sys::Oid) -> ArgType {
 
 unsafe fn is_const(node: *mut pg_sys::Node) -> bool {
     (*node).type_ == pg_sys::NodeTag::T_Const
+}
+
+/// `expr::numeric` (itself when it is numeric already), as an implicit cast.
+unsafe fn as_numeric(expr: *mut pg_sys::Node) -> *mut pg_sys::Node {
+    let from = pg_sys::exprType(expr);
+    if from == pg_sys::NUMERICOID {
+        return expr;
+    }
+    pg_sys::makeFuncExpr(
+        function("pg_catalog", "numeric", &[from]),
+        pg_sys::NUMERICOID,
+        make_list([expr]),
+        pg_sys::InvalidOid,
+        pg_sys::InvalidOid,
+        pg_sys::CoercionForm::COERCE_IMPLICIT_CAST,
+    )
+    .cast()
+}
+
+/// `left * right` of two numerics.
+unsafe fn numeric_product(left: *mut pg_sys::Node, right: *mut pg_sys::Node) -> *mut pg_sys::Node {
+    let name = make_list([pg_sys::makeString(palloc_string("*"))]);
+    let operator = pg_sys::OpernameGetOprid(name, pg_sys::NUMERICOID, pg_sys::NUMERICOID);
+    let product = pg_sys::make_opclause(
+        operator,
+        pg_sys::NUMERICOID,
+        false,
+        left.cast(),
+        right.cast(),
+        pg_sys::InvalidOid,
+        pg_sys::InvalidOid,
+    ) as *mut pg_sys::OpExpr;
+    (*product).opfuncid = pg_sys::get_opcode(operator);
+    product.cast()
 }
 
 /// A function by schema, name and argument types (raises an error if it does not exist).

@@ -85,10 +85,26 @@ EXECUTE labelled('f');
 SELECT count(*), sum(qty), avg(amount), array_agg(id) FROM sales WHERE qty < 0;
 SELECT count(*), max(id) FROM sales WHERE id = 1 AND id = 2;
 SELECT count(*), max(id) FROM sales WHERE id = NULL;
--- Aggregates without an exact split are computed on the coordinator over the rows.
+-- stddev and variance of integers and numerics are split exactly: count, sum and sum of
+-- squares in numeric per shard, PostgreSQL's own arithmetic on the totals.
 EXPLAIN (COSTS OFF) SELECT region, stddev(qty) FROM sales GROUP BY region;
-SELECT region, stddev(qty), var_samp(amount) FROM sales GROUP BY region ORDER BY 1;
-SELECT region, stddev(qty), var_samp(amount) FROM sales_local GROUP BY region ORDER BY 1;
+SELECT region, stddev(qty), var_samp(amount), var_pop(qty), stddev_pop(amount), variance(id) FROM sales GROUP BY region ORDER BY 1;
+SELECT region, stddev(qty), var_samp(amount), var_pop(qty), stddev_pop(amount), variance(id) FROM sales_local GROUP BY region ORDER BY 1;
+SELECT stddev(amount), var_pop(amount) FROM sales WHERE id = 5;
+-- Groups with NaN, infinities, one row, equal values, no values: as PostgreSQL computes them.
+CREATE TABLE stats_local (id int, g text, x numeric);
+INSERT INTO stats_local VALUES (1, 'nan', 1.5), (2, 'nan', 'NaN'), (3, 'nan', 2), (4, 'inf', 'Infinity'),
+    (5, 'inf', 3), (6, 'one', 7.25), (7, 'equal', 2.50), (8, 'equal', 2.5), (9, 'equal', 2.500),
+    (10, 'none', NULL), (11, 'plain', 1), (12, 'plain', 2.25), (13, 'plain', -3.125), (14, '-inf', '-Infinity'), (15, '-inf', 1);
+CREATE TABLE stats AS SELECT * FROM stats_local;
+SELECT pgshard.shard_table('stats', 'id', shard_count => 3);
+SELECT g, stddev(x), variance(x), stddev_pop(x), var_pop(x) FROM stats GROUP BY g ORDER BY g;
+SELECT g, stddev(x), variance(x), stddev_pop(x), var_pop(x) FROM stats_local GROUP BY g ORDER BY g;
+SELECT pgshard.unshard_table('stats');
+DROP TABLE stats, stats_local;
+-- Aggregates without an exact split are computed on the coordinator over the rows (float
+-- statistics: partial sums added in another order could round differently).
+EXPLAIN (COSTS OFF) SELECT region, stddev(qty::float8) FROM sales GROUP BY region;
 SELECT region, string_agg(id::text, ',' ORDER BY id DESC) FILTER (WHERE id < 30) FROM sales GROUP BY region ORDER BY 1;
 -- ... and so is an order that depends on the locale (min of text under a non-C collation).
 EXPLAIN (COSTS OFF) SELECT min(region) FROM sales;

@@ -3,8 +3,8 @@
 //!
 //! Only splits whose combined result is exactly what PostgreSQL computes over all rows are listed
 //! (floating-point sums differ only in rounding order, as PostgreSQL's own parallel aggregation
-//! does). Anything else (stddev, variance, ordered aggregates, user aggregates, …) has no recipe:
-//! its rows are brought to the coordinator and aggregated there.
+//! does). Anything else (stddev and variance of floats, ordered aggregates, user aggregates, …)
+//! has no recipe: its rows are brought to the coordinator and aggregated there.
 
 /// The argument type of an aggregate, as far as splitting cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +40,12 @@ pub enum Recipe {
     AvgFloat8,
     /// array_agg: the partial arrays are concatenated (`pgshard.array_cat_agg`).
     ArrayCat,
+    /// variance / stddev (sample or population) of an integer or numeric: partial `count(x)`,
+    /// `sum(x::numeric)` and `sum(x::numeric * x::numeric)`, whose totals are exact; then
+    /// `pgshard.variance_of` does PostgreSQL's own numeric arithmetic on them
+    /// ((N·Σx² − (Σx)²) / (N·(N−1)) at the same scales, and the square root at the quotient's
+    /// scale).
+    Variance { sample: bool, root: bool },
 }
 
 /// The recipe for a (non-DISTINCT, unordered) aggregate `name(arg)`; `None` when it cannot be
@@ -54,6 +60,16 @@ pub fn recipe(name: &str, arg: ArgType) -> Option<Recipe> {
         ("sum", Float8 | SelfSumming) => Recipe::Same,
         ("avg", SmallInt | BigInt | Numeric) => Recipe::AvgExact,
         ("avg", Float8) => Recipe::AvgFloat8,
+        ("variance" | "var_samp" | "stddev" | "stddev_samp", SmallInt | BigInt | Numeric) => {
+            Recipe::Variance {
+                sample: true,
+                root: name.starts_with("stddev"),
+            }
+        }
+        ("var_pop" | "stddev_pop", SmallInt | BigInt | Numeric) => Recipe::Variance {
+            sample: false,
+            root: name == "stddev_pop",
+        },
         ("array_agg", Other | SmallInt | BigInt | Numeric | Float8 | SelfSumming) => {
             Recipe::ArrayCat
         }
@@ -61,14 +77,20 @@ pub fn recipe(name: &str, arg: ArgType) -> Option<Recipe> {
     })
 }
 
+/// Partial `sum(x::numeric)`: not an aggregate's own name.
+pub const SUM_NUMERIC: &str = "sum of numeric";
+/// Partial `sum(x::numeric * x::numeric)`.
+pub const SUM_SQUARES: &str = "sum of squares";
+
 /// The per-shard aggregates a recipe needs, by name: each runs with the original aggregate's
-/// arguments and FILTER.
+/// arguments (or, for `SUM_NUMERIC` and `SUM_SQUARES`, expressions of them) and FILTER.
 pub fn partials(recipe: Recipe, name: &str) -> &'static [&'static str] {
     match recipe {
         Recipe::AvgExact | Recipe::AvgFloat8 => &["sum", "count"],
         Recipe::SumCounts => &["count"],
         Recipe::SumInt8 | Recipe::SumNumeric => &["sum"],
         Recipe::ArrayCat => &["array_agg"],
+        Recipe::Variance { .. } => &["count", SUM_NUMERIC, SUM_SQUARES],
         Recipe::Same => match name {
             "min" => &["min"],
             "max" => &["max"],
@@ -106,15 +128,35 @@ mod tests {
         // avg(interval), avg(float4), sum(text) and the statistics have no exact split.
         assert_eq!(recipe("avg", ArgType::SelfSumming), None);
         assert_eq!(recipe("sum", ArgType::Other), None);
-        for name in [
-            "stddev",
-            "variance",
-            "var_pop",
-            "json_agg",
-            "percentile_cont",
-        ] {
+        for name in ["json_agg", "percentile_cont", "regr_slope"] {
             assert_eq!(recipe(name, ArgType::Numeric), None, "{name}");
         }
+        // Statistics split exactly over integers and numerics only (float partials would round
+        // in another order than PostgreSQL's single pass).
+        for name in ["stddev", "variance", "var_pop", "stddev_pop", "var_samp"] {
+            assert_eq!(recipe(name, ArgType::Float8), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn variance_recipes() {
+        let v = |sample, root| Some(Recipe::Variance { sample, root });
+        assert_eq!(recipe("variance", ArgType::SmallInt), v(true, false));
+        assert_eq!(recipe("var_samp", ArgType::BigInt), v(true, false));
+        assert_eq!(recipe("stddev", ArgType::Numeric), v(true, true));
+        assert_eq!(recipe("stddev_samp", ArgType::Numeric), v(true, true));
+        assert_eq!(recipe("var_pop", ArgType::Numeric), v(false, false));
+        assert_eq!(recipe("stddev_pop", ArgType::SmallInt), v(false, true));
+        assert_eq!(
+            partials(
+                Recipe::Variance {
+                    sample: true,
+                    root: true
+                },
+                "stddev"
+            ),
+            ["count", SUM_NUMERIC, SUM_SQUARES]
+        );
     }
 
     #[test]
