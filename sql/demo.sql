@@ -7,8 +7,8 @@ FROM pgshard.check_workers();
 
 \echo '== Start over if an earlier demo left t_user behind.'
 SET client_min_messages = warning;
-SELECT pgshard.unshard_table(table_name) FROM pgshard.tables WHERE table_name::text = 't_user';
-DROP TABLE IF EXISTS t_user;
+SELECT pgshard.unshard_table(table_name) FROM pgshard.tables WHERE table_name::text IN ('t_user', 't_plan');
+DROP TABLE IF EXISTS t_user, t_plan;
 RESET client_min_messages;
 
 \echo '== t_user: one logical table, 4 shards on 2 workers, placed by SipHash of user_id.'
@@ -57,6 +57,16 @@ LATERAL pgshard.run_command_on_workers(
     format('SELECT left(tel::text, 60) || ''...'' FROM %s WHERE user_id = 4', s.shard_name)) w
 WHERE s.table_name = 't_user'::regclass AND w.worker = s.worker
   AND s.shard_id = (SELECT shard_id FROM pgshard.shard_for('t_user', 4::bigint));
+\echo '== A reference table: a full copy on every worker, written to all copies atomically.'
+CREATE TABLE t_plan (plan_id int PRIMARY KEY, label text NOT NULL);
+INSERT INTO t_plan VALUES (0, 'free'), (1, 'basic');
+SELECT pgshard.reference_table('t_plan');
+INSERT INTO t_plan VALUES (2, 'premium');
+SELECT worker, shard_name FROM pgshard.shards WHERE table_name = 't_plan'::regclass;
+\echo '== Joined to a sharded table, it runs on each shard with the copy on the shard''s worker.'
+SELECT p.label, count(*) FROM t_user u JOIN t_plan p ON p.plan_id = u.user_id % 3 GROUP BY 1 ORDER BY 1;
+EXPLAIN (COSTS OFF) SELECT u.user_id, p.label FROM t_user u JOIN t_plan p ON p.plan_id = u.user_id % 3;
+
 \echo '== The data keys (wrapped by the master key of pgshard.key_file) and what they protect:'
 SELECT key_id, state FROM pgshard.data_keys ORDER BY key_id;
 SELECT * FROM pgshard.key_usage;
