@@ -85,3 +85,24 @@ fn type_name(type_oid: pg_sys::Oid) -> String {
             .into_owned()
     }
 }
+
+/// The hash of a new row's shard key; a NULL key is an error.
+///
+/// # Safety
+/// `slot` must hold a deformed row of `table`, a hash-sharded table.
+pub unsafe fn row_key_hash(
+    table: &crate::metadata::ShardedTable,
+    slot: *mut pg_sys::TupleTableSlot,
+) -> i64 {
+    let index = (table.key_attnum - 1) as usize;
+    if *(*slot).tts_isnull.add(index) {
+        PgShardError::new(
+            PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
+            format!("null value in shard key column \"{}\"", table.key_name),
+        )
+        .detail("A row with a NULL shard key belongs to no shard.")
+        .hint("Give every row a shard key value.")
+        .raise()
+    }
+    hash_datum(*(*slot).tts_values.add(index), table.key_type)
+}

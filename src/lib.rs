@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pgrx::prelude::*;
 
 mod aggregate;
+mod copy;
 mod deparse;
 mod encryption;
 mod error;

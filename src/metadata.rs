@@ -238,6 +238,8 @@ fn ensure_loaded() -> Option<()> {
     }
     LOADING.with(|loading| *loading.borrow_mut() = true);
     let loading = Loading;
+    // The catalog is not readable by ordinary roles; every role's statements need it.
+    let superuser = AsSuperuser::enter();
     let latest = LatestSnapshot::push();
     let sharded = Spi::connect(|client| {
         client
@@ -254,6 +256,7 @@ fn ensure_loaded() -> Option<()> {
             .collect::<Result<HashSet<_>, _>>()
     });
     drop(latest);
+    drop(superuser);
     drop(loading);
     let sharded = sharded.unwrap_or_else(|e| spi_failed("could not read pgshard.sharded_table", e));
     SNAPSHOT.with(|snapshot| {

@@ -548,7 +548,6 @@ impl ModifyExec {
             .scan
             .scanrelid;
         let mut batches: Vec<Vec<String>> = vec![Vec::new(); self.table.shards.len()];
-        let key_index = (self.table.key_attnum - 1).max(0) as usize;
         let flush = |this: &mut Self, batches: &mut Vec<Vec<String>>, only_full: bool| {
             let statements: Vec<(usize, String)> = batches
                 .iter_mut()
@@ -574,15 +573,6 @@ impl ModifyExec {
                 break;
             }
             pg_sys::slot_getallattrs(slot);
-            if !self.table.reference && *(*slot).tts_isnull.add(key_index) {
-                PgShardError::new(
-                    PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
-                    format!("null value in shard key column \"{}\"", self.table.key_name),
-                )
-                .detail("A row with a NULL shard key belongs to no shard.")
-                .hint("Give every row a shard key value.")
-                .raise()
-            }
             let values: Vec<String> = self
                 .private
                 .columns
@@ -600,11 +590,8 @@ impl ModifyExec {
                 }
                 0
             } else {
-                let hash = crate::hashing::hash_datum(
-                    *(*slot).tts_values.add(key_index),
-                    self.table.key_type,
-                );
-                self.table.shard_index_for_hash(hash)
+                self.table
+                    .shard_index_for_hash(crate::hashing::row_key_hash(&self.table, slot))
             };
             batches[index].push(row);
             if !child_reads_shards && batches[index].len() >= INSERT_BATCH_ROWS {

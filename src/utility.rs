@@ -1,6 +1,6 @@
-//! The utility hook. For now it guards: COPY, TRUNCATE and DROP TABLE on a sharded table would
-//! act on the coordinator's empty table only (and DROP TABLE would strand the shards), so they
-//! are refused until they are routed to the shards.
+//! The utility hook. COPY with a sharded or reference table is routed (`copy.rs`). TRUNCATE and
+//! DROP TABLE on one would act on the coordinator's empty table only (and DROP TABLE would strand
+//! the shards), so they are refused until they are routed to the shards.
 
 use std::ffi::c_char;
 
@@ -32,6 +32,26 @@ unsafe extern "C-unwind" fn pgshard_utility(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
+    let mut pstmt = pstmt;
+    let mut read_only_tree = read_only_tree;
+    let statement = (*pstmt).utilityStmt;
+    if !statement.is_null() && (*statement).type_ == pg_sys::NodeTag::T_CopyStmt {
+        let copy = statement as *mut pg_sys::CopyStmt;
+        if let Some(relid) = crate::copy::distributed_target(copy) {
+            if (*copy).is_from {
+                let processed = crate::copy::copy_from(copy, query_string);
+                if !qc.is_null() {
+                    (*qc).commandTag = pg_sys::CommandTag::CMDTAG_COPY;
+                    (*qc).nprocessed = processed;
+                }
+                return;
+            }
+            // COPY … TO runs as COPY (SELECT …) TO, on a copy of the statement.
+            pstmt = pg_sys::copyObjectImpl(pstmt.cast()).cast();
+            (*pstmt).utilityStmt = crate::copy::as_query_copy(copy, relid).cast();
+            read_only_tree = false;
+        }
+    }
     guard((*pstmt).utilityStmt);
     // Two calls rather than one function pointer: pgrx exposes standard_ProcessUtility as a
     // guarded Rust function, not as a value of the hook's C-ABI type.
@@ -64,10 +84,6 @@ unsafe fn guard(statement: *mut pg_sys::Node) {
         return;
     }
     let (what, relations): (&str, Vec<*mut pg_sys::RangeVar>) = match (*statement).type_ {
-        pg_sys::NodeTag::T_CopyStmt => {
-            let copy = statement as *mut pg_sys::CopyStmt;
-            ("COPY", vec![(*copy).relation])
-        }
         pg_sys::NodeTag::T_TruncateStmt => {
             let truncate = statement as *mut pg_sys::TruncateStmt;
             let list = (*truncate).relations;

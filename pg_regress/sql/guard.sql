@@ -20,6 +20,7 @@ DELETE FROM guarded WHERE id IN (SELECT 1);
 UPDATE guarded SET note = random()::text;
 WITH moved AS (DELETE FROM guarded RETURNING *) SELECT * FROM moved;
 MERGE INTO guarded g USING (VALUES (1)) v(id) ON g.id = v.id WHEN MATCHED THEN DELETE;
+-- COPY is routed (see the copy suite).
 COPY guarded FROM '/dev/null';
 COPY guarded TO STDOUT;
 TRUNCATE guarded;

@@ -1,0 +1,292 @@
+//! COPY with sharded and reference tables.
+//!
+//! `COPY t FROM …`: PostgreSQL's own COPY reader parses the input on the coordinator (every
+//! format and option it has, with its errors and their `COPY t, line n` context), fills in
+//! defaults and sequences, and applies the WHERE clause; each row is then hashed to its shard
+//! and buffered per shard, and a full buffer goes to its shard with one `COPY … FROM STDIN`
+//! (see `shard_copy.rs`), so memory stays bounded whatever the input size. Everything happens
+//! in the coordinator transaction's remote transactions: a failed COPY leaves no row anywhere.
+//!
+//! `COPY t TO …` runs as `COPY (SELECT columns FROM t) TO …`, read through the pgshard scan.
+
+use std::ffi::CString;
+
+use pgrx::prelude::*;
+
+use crate::deparse::{list_pointers, make_list};
+use crate::error::PgShardError;
+use crate::execution::palloc_string;
+use crate::metadata::{self, cstr, quote_ident};
+use crate::rows::TextEncoder;
+use crate::shard_copy::ShardCopy;
+
+unsafe extern "C-unwind" {
+    /// PostgreSQL's own context callback of COPY FROM (`COPY t, line n, column c: …`), taken
+    /// as the C function (pgrx wraps its binding in a Rust one).
+    #[link_name = "CopyFromErrorCallback"]
+    fn copy_from_error_callback(arg: *mut std::ffi::c_void);
+}
+
+/// The text of a String node (a column name in a list of names).
+unsafe fn string_value(node: *mut pg_sys::Node) -> *mut std::ffi::c_char {
+    (*(node as *mut pg_sys::String)).sval
+}
+
+/// Largest amount of COPY data buffered for one shard before it is sent.
+const FLUSH_BYTES: usize = 1 << 20;
+
+/// The sharded or reference table a COPY statement names, if any.
+///
+/// # Safety
+/// `stmt` must be a valid CopyStmt.
+pub unsafe fn distributed_target(stmt: *mut pg_sys::CopyStmt) -> Option<pg_sys::Oid> {
+    if (*stmt).relation.is_null() {
+        return None;
+    }
+    let oid = pg_sys::RangeVarGetRelidExtended(
+        (*stmt).relation,
+        pg_sys::NoLock as i32,
+        pg_sys::RVROption::RVR_MISSING_OK,
+        None,
+        std::ptr::null_mut(),
+    );
+    metadata::first_sharded([oid])
+}
+
+/// `COPY t [(columns)] TO …` as `COPY (SELECT columns FROM t) TO …`: a copy of the statement
+/// that PostgreSQL then runs as usual.
+///
+/// # Safety
+/// `stmt` must be a valid CopyStmt naming a distributed table, `COPY … TO`.
+pub unsafe fn as_query_copy(
+    stmt: *mut pg_sys::CopyStmt,
+    relid: pg_sys::Oid,
+) -> *mut pg_sys::CopyStmt {
+    let names: Vec<String> = if (*stmt).attlist.is_null() {
+        live_column_names(relid)
+    } else {
+        list_pointers((*stmt).attlist)
+            .into_iter()
+            .map(|name| quote_ident(&cstr(string_value(name.cast()))))
+            .collect()
+    };
+    let select = format!(
+        "SELECT {} FROM {}",
+        names.join(", "),
+        metadata::qualified_name(relid)
+    );
+    let text = CString::new(select).expect("no NUL in names");
+    let parsed = pg_sys::raw_parser(text.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
+    let raw = list_pointers(parsed)[0] as *mut pg_sys::RawStmt;
+    let copy = pg_sys::copyObjectImpl(stmt.cast()) as *mut pg_sys::CopyStmt;
+    (*copy).relation = std::ptr::null_mut();
+    (*copy).attlist = std::ptr::null_mut();
+    (*copy).query = (*raw).stmt;
+    copy
+}
+
+unsafe fn live_column_names(relid: pg_sys::Oid) -> Vec<String> {
+    let rel = pg_sys::RelationIdGetRelation(relid);
+    let desc = (*rel).rd_att;
+    let names = (0..(*desc).natts as usize)
+        .map(|i| (*desc).attrs.as_ptr().add(i))
+        .filter(|attr| !(**attr).attisdropped)
+        .map(|attr| quote_ident(&cstr((*attr).attname.data.as_ptr())))
+        .collect();
+    pg_sys::RelationClose(rel);
+    names
+}
+
+/// Runs `COPY t FROM …` into a distributed table; returns the number of rows copied.
+///
+/// # Safety
+/// `stmt` must be a valid CopyStmt naming a distributed table, `COPY … FROM`.
+pub unsafe fn copy_from(stmt: *mut pg_sys::CopyStmt, query_string: *const std::ffi::c_char) -> u64 {
+    let s = &*stmt;
+    let pipe = s.filename.is_null();
+    check_server_file_rights(pipe, s.is_program);
+
+    let rel = pg_sys::table_openrv(s.relation, pg_sys::RowExclusiveLock as i32);
+    let relid = (*rel).rd_id;
+    let table = metadata::sharded_table(relid)
+        .unwrap_or_else(|| crate::planner::refuse_sharded(relid, "COPY"));
+    let pstate = pg_sys::make_parsestate(std::ptr::null_mut());
+    (*pstate).p_sourcetext = query_string;
+    let nsitem = pg_sys::addRangeTableEntryForRelation(
+        pstate,
+        rel,
+        pg_sys::RowExclusiveLock as i32,
+        std::ptr::null_mut(),
+        false,
+        false,
+    );
+    check_insert_rights(rel, (*nsitem).p_rte, s.attlist);
+    let qual = where_clause(pstate, nsitem, s.whereClause);
+    if table.reference {
+        metadata::lock_reference_writes(relid);
+    }
+
+    let cstate = pg_sys::BeginCopyFrom(
+        pstate,
+        rel,
+        std::ptr::null_mut(),
+        s.filename,
+        s.is_program,
+        None,
+        s.attlist,
+        s.options,
+    );
+    let estate = pg_sys::CreateExecutorState();
+    let econtext = pg_sys::CreateExprContext(estate);
+    let qual_state = if qual.is_null() {
+        std::ptr::null_mut()
+    } else {
+        pg_sys::ExecPrepareQual(qual, estate)
+    };
+    let desc = (*rel).rd_att;
+    let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsVirtual);
+    let mut encoder = TextEncoder::new(desc);
+    let live: Vec<usize> = (0..(*desc).natts as usize)
+        .filter(|&i| !encoder.is_dropped(i))
+        .collect();
+    let columns = live_column_names(relid).join(", ");
+    let mut copy = ShardCopy::new(&table, &columns, FLUSH_BYTES);
+
+    // Errors while reading (the input's and ours, such as a NULL shard key) name the input
+    // line, as COPY's own do.
+    let callback = pg_sys::palloc0(std::mem::size_of::<pg_sys::ErrorContextCallback>())
+        as *mut pg_sys::ErrorContextCallback;
+    (*callback).callback = Some(copy_from_error_callback);
+    (*callback).arg = cstate.cast();
+    (*callback).previous = pg_sys::error_context_stack;
+    pg_sys::error_context_stack = callback;
+
+    let mut processed: u64 = 0;
+    loop {
+        pgrx::check_for_interrupts!();
+        let row_memory = (*econtext).ecxt_per_tuple_memory;
+        pg_sys::MemoryContextReset(row_memory);
+        let previous = pg_sys::MemoryContextSwitchTo(row_memory);
+        pg_sys::ExecClearTuple(slot);
+        let more = pg_sys::NextCopyFrom(cstate, econtext, (*slot).tts_values, (*slot).tts_isnull);
+        if !more {
+            pg_sys::MemoryContextSwitchTo(previous);
+            break;
+        }
+        pg_sys::ExecStoreVirtualTuple(slot);
+        (*econtext).ecxt_scantuple = slot;
+        if !qual_state.is_null() && !pg_sys::ExecQual(qual_state, econtext) {
+            pg_sys::MemoryContextSwitchTo(previous);
+            continue;
+        }
+        let hash = (!table.reference).then(|| crate::hashing::row_key_hash(&table, slot));
+        let values: Vec<Option<String>> = live.iter().map(|&i| encoder.text(slot, i)).collect();
+        pg_sys::MemoryContextSwitchTo(previous);
+        match hash {
+            Some(hash) => copy.push(hash, &values),
+            None => copy.push_to_every_copy(&values),
+        }
+        processed += 1;
+    }
+    copy.finish();
+    pg_sys::error_context_stack = (*callback).previous;
+
+    pg_sys::EndCopyFrom(cstate);
+    pg_sys::ExecDropSingleTupleTableSlot(slot);
+    pg_sys::FreeExecutorState(estate);
+    pg_sys::table_close(rel, pg_sys::NoLock as i32);
+    processed
+}
+
+/// COPY from a server file or program needs the rights PostgreSQL asks for them.
+unsafe fn check_server_file_rights(pipe: bool, program: bool) {
+    if pipe {
+        return;
+    }
+    let (role, what) = if program {
+        (
+            pg_sys::ROLE_PG_EXECUTE_SERVER_PROGRAM,
+            "COPY from an external program",
+        )
+    } else {
+        (pg_sys::ROLE_PG_READ_SERVER_FILES, "COPY from a file")
+    };
+    if !pg_sys::has_privs_of_role(pg_sys::GetUserId(), pg_sys::Oid::from(role)) {
+        let role_name = if program {
+            "pg_execute_server_program"
+        } else {
+            "pg_read_server_files"
+        };
+        PgShardError::new(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("must be superuser or have privileges of the {role_name} role to {what}"),
+        )
+        .hint(
+            "Anyone can COPY to stdout or from stdin. psql's \\copy command also works for anyone.",
+        )
+        .raise()
+    }
+}
+
+/// INSERT on the table, or on each column copied, as COPY FROM requires.
+unsafe fn check_insert_rights(
+    rel: pg_sys::Relation,
+    rte: *mut pg_sys::RangeTblEntry,
+    attlist: *mut pg_sys::List,
+) {
+    let desc = (*rel).rd_att;
+    let attnums: Vec<i32> = if attlist.is_null() {
+        (0..(*desc).natts)
+            .filter(|&i| !(*(*desc).attrs.as_ptr().add(i as usize)).attisdropped)
+            .map(|i| i + 1)
+            .collect()
+    } else {
+        list_pointers(attlist)
+            .into_iter()
+            .map(|name| {
+                let name = string_value(name.cast());
+                let attnum = pg_sys::attnameAttNum(rel, name, false);
+                if attnum == pg_sys::InvalidAttrNumber as i32 {
+                    PgShardError::new(
+                        PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                        format!(
+                            "column \"{}\" of relation \"{}\" does not exist",
+                            cstr(name),
+                            cstr((*(*rel).rd_rel).relname.data.as_ptr())
+                        ),
+                    )
+                    .raise()
+                }
+                attnum
+            })
+            .collect()
+    };
+    (*rte).requiredPerms = pg_sys::ACL_INSERT as pg_sys::AclMode;
+    for attnum in attnums {
+        (*rte).insertedCols = pg_sys::bms_add_member(
+            (*rte).insertedCols,
+            attnum - pg_sys::FirstLowInvalidHeapAttributeNumber,
+        );
+    }
+    pg_sys::ExecCheckRTPerms(make_list([rte.cast::<pg_sys::Node>()]), true);
+}
+
+/// COPY FROM's WHERE clause, transformed as PostgreSQL does it, as an implicit-AND list (NULL
+/// when there is none).
+unsafe fn where_clause(
+    pstate: *mut pg_sys::ParseState,
+    nsitem: *mut pg_sys::ParseNamespaceItem,
+    clause: *mut pg_sys::Node,
+) -> *mut pg_sys::List {
+    if clause.is_null() {
+        return std::ptr::null_mut();
+    }
+    pg_sys::addNSItemToQuery(pstate, nsitem, false, true, true);
+    let mut expr =
+        pg_sys::transformExpr(pstate, clause, pg_sys::ParseExprKind::EXPR_KIND_COPY_WHERE);
+    expr = pg_sys::coerce_to_boolean(pstate, expr, palloc_string("WHERE"));
+    pg_sys::assign_expr_collations(pstate, expr);
+    expr = pg_sys::eval_const_expressions(std::ptr::null_mut(), expr);
+    expr = pg_sys::canonicalize_qual(expr.cast(), false).cast();
+    pg_sys::make_ands_implicit(expr.cast())
+}
