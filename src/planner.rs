@@ -210,10 +210,6 @@ pub fn refuse_sharded(table: pg_sys::Oid, what: &str) -> ! {
             metadata::qualified_name(table)
         ),
     )
-    .hint(if what == "DROP TABLE" {
-        "Run pgshard.unshard_table() first, then drop the table."
-    } else {
-        "See docs/routing.md for what pgshard routes to the shards."
-    })
+    .hint("See docs/routing.md for what pgshard routes to the shards.")
     .raise()
 }

@@ -189,20 +189,7 @@ fn unshard_table(rel: PgRelation) {
     table.check_owner();
     let sharded =
         metadata::sharded_table(oid).unwrap_or_else(|| raise_not_sharded(&table.qualified));
-    {
-        let _superuser = AsSuperuser::enter();
-        Spi::run_with_args(
-            "DELETE FROM pgshard.sharded_table WHERE table_oid = $1",
-            &[oid.into()],
-        )
-        .unwrap_or_else(|e| spi_failed("could not remove the metadata", e));
-        Spi::run_with_args(
-            "DELETE FROM pgshard.colocation c WHERE colocation_id = $1 \
-             AND NOT EXISTS (SELECT 1 FROM pgshard.sharded_table t WHERE t.colocation_id = c.colocation_id)",
-            &[sharded.colocation_id.into()],
-        )
-        .unwrap_or_else(|e| spi_failed("could not remove the colocation group", e));
-    }
+    forget_metadata(&sharded);
     Spi::run(&format!(
         "ALTER TABLE {} SET ACCESS METHOD heap",
         table.qualified
@@ -230,6 +217,67 @@ fn unshard_table(rel: PgRelation) {
     .unwrap_or_else(|e| spi_failed("could not read encrypted values back", e));
     run_on_shard_workers(&sharded.shards, "drop shards on", |shard| {
         format!("DROP TABLE {};", shard.relation)
+    });
+}
+
+/// Removes a table's rows from the catalog (its shards and placements go with it, and its
+/// co-location group when it was the last member).
+fn forget_metadata(sharded: &ShardedTable) {
+    let _superuser = AsSuperuser::enter();
+    Spi::run_with_args(
+        "DELETE FROM pgshard.sharded_table WHERE table_oid = $1",
+        &[sharded.oid.into()],
+    )
+    .unwrap_or_else(|e| spi_failed("could not remove the metadata", e));
+    Spi::run_with_args(
+        "DELETE FROM pgshard.colocation c WHERE colocation_id = $1 \
+         AND NOT EXISTS (SELECT 1 FROM pgshard.sharded_table t WHERE t.colocation_id = c.colocation_id)",
+        &[sharded.colocation_id.into()],
+    )
+    .unwrap_or_else(|e| spi_failed("could not remove the colocation group", e));
+}
+
+/// TRUNCATE of a distributed table: every shard (every copy) is truncated in the statement's
+/// remote transactions; PostgreSQL then truncates the coordinator's table. A role without the
+/// TRUNCATE right gets PostgreSQL's own error, before any shard is touched.
+pub fn truncate_shards(oid: pg_sys::Oid) {
+    // SAFETY: a rights check, then the lock TRUNCATE takes anyway.
+    unsafe {
+        if pg_sys::pg_class_aclcheck(oid, pg_sys::GetUserId(), pg_sys::ACL_TRUNCATE as _)
+            != pg_sys::AclResult::ACLCHECK_OK
+        {
+            return;
+        }
+        pg_sys::LockRelationOid(oid, pg_sys::AccessExclusiveLock as i32);
+    }
+    let Some(sharded) = metadata::sharded_table(oid) else {
+        return;
+    };
+    if sharded.reference {
+        metadata::lock_reference_writes(oid);
+    }
+    run_on_shard_workers(&sharded.shards, "truncate shards on", |shard| {
+        format!("TRUNCATE {};", shard.relation)
+    });
+}
+
+/// DROP TABLE of a distributed table: its shards (every copy) are dropped in the statement's
+/// remote transactions and its metadata removed; PostgreSQL then drops the coordinator's table.
+/// A role that does not own the table gets PostgreSQL's own error, before any shard is touched.
+pub fn drop_shards(oid: pg_sys::Oid) {
+    // SAFETY: an ownership check, then the lock DROP takes anyway.
+    unsafe {
+        if !pg_sys::pg_class_ownercheck(oid, pg_sys::GetUserId()) {
+            return;
+        }
+        pg_sys::LockRelationOid(oid, pg_sys::AccessExclusiveLock as i32);
+    }
+    let Some(sharded) = metadata::sharded_table(oid) else {
+        return;
+    };
+    forget_metadata(&sharded);
+    run_on_shard_workers(&sharded.shards, "drop shards on", |shard| {
+        format!("DROP TABLE IF EXISTS {};", shard.relation)
     });
 }
 

@@ -1,13 +1,11 @@
-//! The utility hook. COPY with a sharded or reference table is routed (`copy.rs`). TRUNCATE and
-//! DROP TABLE on one would act on the coordinator's empty table only (and DROP TABLE would strand
-//! the shards), so they are refused until they are routed to the shards.
+//! The utility hook: COPY with a sharded or reference table is routed (`copy.rs`); TRUNCATE and
+//! DROP TABLE of one act on its shards too.
 
 use std::ffi::c_char;
 
 use pgrx::prelude::*;
 
 use crate::metadata;
-use crate::planner::refuse_sharded;
 
 static mut PREVIOUS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
 
@@ -52,7 +50,7 @@ unsafe extern "C-unwind" fn pgshard_utility(
             read_only_tree = false;
         }
     }
-    guard((*pstmt).utilityStmt);
+    distribute_truncate_and_drop((*pstmt).utilityStmt);
     // Two calls rather than one function pointer: pgrx exposes standard_ProcessUtility as a
     // guarded Rust function, not as a value of the hook's C-ABI type.
     match PREVIOUS_UTILITY {
@@ -79,11 +77,15 @@ unsafe extern "C-unwind" fn pgshard_utility(
     }
 }
 
-unsafe fn guard(statement: *mut pg_sys::Node) {
+/// TRUNCATE and DROP TABLE of sharded and reference tables: their shards are truncated or
+/// dropped first, in the statement's remote transactions, then PostgreSQL's own statement runs
+/// on the coordinator's tables (its checks, locks, RESTART IDENTITY, CASCADE); an error anywhere
+/// aborts both.
+unsafe fn distribute_truncate_and_drop(statement: *mut pg_sys::Node) {
     if statement.is_null() {
         return;
     }
-    let (what, relations): (&str, Vec<*mut pg_sys::RangeVar>) = match (*statement).type_ {
+    let (truncate, relations): (bool, Vec<*mut pg_sys::RangeVar>) = match (*statement).type_ {
         pg_sys::NodeTag::T_TruncateStmt => {
             let truncate = statement as *mut pg_sys::TruncateStmt;
             let list = (*truncate).relations;
@@ -94,7 +96,7 @@ unsafe fn guard(statement: *mut pg_sys::Node) {
                     .map(|i| (*(*list).elements.add(i)).ptr_value as *mut pg_sys::RangeVar)
                     .collect()
             };
-            ("TRUNCATE", relations)
+            (true, relations)
         }
         pg_sys::NodeTag::T_DropStmt => {
             let drop = statement as *mut pg_sys::DropStmt;
@@ -106,7 +108,7 @@ unsafe fn guard(statement: *mut pg_sys::Node) {
                 .into_iter()
                 .map(|names| pg_sys::makeRangeVarFromNameList(names as *mut pg_sys::List))
                 .collect();
-            ("DROP TABLE", relations)
+            (false, relations)
         }
         _ => return,
     };
@@ -122,8 +124,14 @@ unsafe fn guard(statement: *mut pg_sys::Node) {
                 std::ptr::null_mut(),
             )
         })
-        .filter(|oid| *oid != pg_sys::InvalidOid);
-    if let Some(table) = metadata::first_sharded(oids) {
-        refuse_sharded(table, what);
+        .filter(|oid| *oid != pg_sys::InvalidOid)
+        .filter(|oid| metadata::first_sharded([*oid]).is_some())
+        .collect::<Vec<_>>();
+    for oid in oids {
+        if truncate {
+            crate::tables::truncate_shards(oid);
+        } else {
+            crate::tables::drop_shards(oid);
+        }
     }
 }
