@@ -15,7 +15,7 @@ use pgrx::prelude::*;
 
 use crate::deparse::{list_pointers, make_list};
 use crate::error::PgShardError;
-use crate::execution::palloc_string;
+use crate::execution::{column_names, live_columns, palloc_string};
 use crate::metadata::{self, cstr, quote_ident};
 use crate::rows::TextEncoder;
 use crate::shard_copy::ShardCopy;
@@ -62,19 +62,16 @@ pub unsafe fn as_query_copy(
     stmt: *mut pg_sys::CopyStmt,
     relid: pg_sys::Oid,
 ) -> *mut pg_sys::CopyStmt {
-    let names: Vec<String> = if (*stmt).attlist.is_null() {
-        live_column_names(relid)
+    let names = if (*stmt).attlist.is_null() {
+        column_names(relid, &live_columns(relid))
     } else {
         list_pointers((*stmt).attlist)
             .into_iter()
             .map(|name| quote_ident(&cstr(string_value(name.cast()))))
-            .collect()
+            .collect::<Vec<_>>()
+            .join(", ")
     };
-    let select = format!(
-        "SELECT {} FROM {}",
-        names.join(", "),
-        metadata::qualified_name(relid)
-    );
+    let select = format!("SELECT {names} FROM {}", metadata::qualified_name(relid));
     let text = CString::new(select).expect("no NUL in names");
     let parsed = pg_sys::raw_parser(text.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
     let raw = list_pointers(parsed)[0] as *mut pg_sys::RawStmt;
@@ -83,18 +80,6 @@ pub unsafe fn as_query_copy(
     (*copy).attlist = std::ptr::null_mut();
     (*copy).query = (*raw).stmt;
     copy
-}
-
-unsafe fn live_column_names(relid: pg_sys::Oid) -> Vec<String> {
-    let rel = pg_sys::RelationIdGetRelation(relid);
-    let desc = (*rel).rd_att;
-    let names = (0..(*desc).natts as usize)
-        .map(|i| (*desc).attrs.as_ptr().add(i))
-        .filter(|attr| !(**attr).attisdropped)
-        .map(|attr| quote_ident(&cstr((*attr).attname.data.as_ptr())))
-        .collect();
-    pg_sys::RelationClose(rel);
-    names
 }
 
 /// Runs `COPY t FROM …` into a distributed table; returns the number of rows copied.
@@ -146,10 +131,8 @@ pub unsafe fn copy_from(stmt: *mut pg_sys::CopyStmt, query_string: *const std::f
     let desc = (*rel).rd_att;
     let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsVirtual);
     let mut encoder = TextEncoder::new(desc);
-    let live: Vec<usize> = (0..(*desc).natts as usize)
-        .filter(|&i| !encoder.is_dropped(i))
-        .collect();
-    let columns = live_column_names(relid).join(", ");
+    let live = live_columns(relid);
+    let columns = column_names(relid, &live);
     let mut copy = ShardCopy::new(&table, &columns, FLUSH_BYTES);
 
     // Errors while reading (the input's and ours, such as a NULL shard key) name the input
@@ -179,13 +162,13 @@ pub unsafe fn copy_from(stmt: *mut pg_sys::CopyStmt, query_string: *const std::f
             pg_sys::MemoryContextSwitchTo(previous);
             continue;
         }
-        let hash = (!table.reference).then(|| crate::hashing::row_key_hash(&table, slot));
-        let values: Vec<Option<String>> = live.iter().map(|&i| encoder.text(slot, i)).collect();
+        let targets = crate::hashing::row_shards(&table, slot);
+        let values: Vec<Option<String>> = live
+            .iter()
+            .map(|&a| encoder.text(slot, a as usize - 1))
+            .collect();
         pg_sys::MemoryContextSwitchTo(previous);
-        match hash {
-            Some(hash) => copy.push(hash, &values),
-            None => copy.push_to_every_copy(&values),
-        }
+        copy.push(targets, &values);
         processed += 1;
     }
     copy.finish();
@@ -234,11 +217,10 @@ unsafe fn check_insert_rights(
     rte: *mut pg_sys::RangeTblEntry,
     attlist: *mut pg_sys::List,
 ) {
-    let desc = (*rel).rd_att;
     let attnums: Vec<i32> = if attlist.is_null() {
-        (0..(*desc).natts)
-            .filter(|&i| !(*(*desc).attrs.as_ptr().add(i as usize)).attisdropped)
-            .map(|i| i + 1)
+        live_columns((*rel).rd_id)
+            .into_iter()
+            .map(i32::from)
             .collect()
     } else {
         list_pointers(attlist)

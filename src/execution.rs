@@ -181,6 +181,21 @@ pub fn workers_of<'a>(shards: impl IntoIterator<Item = &'a Shard>) -> Vec<Worker
     workers
 }
 
+/// A relation's live (not dropped) columns, in attribute order.
+///
+/// # Safety
+/// `relid` must be a relation this statement has locked.
+pub unsafe fn live_columns(relid: pg_sys::Oid) -> Vec<i16> {
+    let rel = pg_sys::RelationIdGetRelation(relid);
+    let desc = (*rel).rd_att;
+    let columns = (0..(*desc).natts as usize)
+        .filter(|&i| !(*(*desc).attrs.as_ptr().add(i)).attisdropped)
+        .map(|i| i as i16 + 1)
+        .collect();
+    pg_sys::RelationClose(rel);
+    columns
+}
+
 /// Quoted names of some columns of a relation, comma-separated.
 pub fn column_names(relid: pg_sys::Oid, columns: &[i16]) -> String {
     columns

@@ -86,11 +86,27 @@ fn type_name(type_oid: pg_sys::Oid) -> String {
     }
 }
 
+/// The shards (indexes into `table.shards`) a new row goes to: the one its key hashes to, or
+/// every copy of a reference table.
+///
+/// # Safety
+/// `slot` must hold a deformed row of `table`.
+pub unsafe fn row_shards(
+    table: &crate::metadata::ShardedTable,
+    slot: *mut pg_sys::TupleTableSlot,
+) -> std::ops::Range<usize> {
+    if table.reference {
+        return 0..table.shards.len();
+    }
+    let index = table.shard_index_for_hash(row_key_hash(table, slot));
+    index..index + 1
+}
+
 /// The hash of a new row's shard key; a NULL key is an error.
 ///
 /// # Safety
 /// `slot` must hold a deformed row of `table`, a hash-sharded table.
-pub unsafe fn row_key_hash(
+unsafe fn row_key_hash(
     table: &crate::metadata::ShardedTable,
     slot: *mut pg_sys::TupleTableSlot,
 ) -> i64 {

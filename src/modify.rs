@@ -19,8 +19,8 @@ use crate::deparse::{list_ints, list_nodes, list_pointers, make_list, Deparser, 
 use crate::error::PgShardError;
 use crate::execution::{
     column_decoder, column_names, decode_columns, decode_pins, drop_with_memory_context,
-    encode_columns, encode_pins, explain_text, init_expressions, list_to_strings, store_text_row,
-    strings_to_list, workers_of, KeyPin,
+    encode_columns, encode_pins, explain_text, init_expressions, list_to_strings, live_columns,
+    store_text_row, strings_to_list, workers_of, KeyPin,
 };
 use crate::metadata::{self, cstr, quote_ident, ShardedTable};
 use crate::planner::refuse_sharded;
@@ -114,17 +114,6 @@ unsafe fn load(cscan: *mut pg_sys::CustomScan) -> Private {
         columns: decode_columns(&strings[2]),
         parts: strings[3..].to_vec(),
     }
-}
-
-unsafe fn live_columns(relid: pg_sys::Oid) -> Vec<i16> {
-    let rel = pg_sys::RelationIdGetRelation(relid);
-    let desc = (*rel).rd_att;
-    let columns = (0..(*desc).natts as usize)
-        .filter(|&i| !(*(*desc).attrs.as_ptr().add(i)).attisdropped)
-        .map(|i| i as i16 + 1)
-        .collect();
-    pg_sys::RelationClose(rel);
-    columns
 }
 
 fn unsupported(table: pg_sys::Oid, what: &str, why: &str) -> ! {
@@ -583,18 +572,12 @@ impl ModifyExec {
                 })
                 .collect();
             let row = format!("({})", values.join(", "));
-            // A reference table's row goes to every copy; a sharded table's to its shard.
-            let index = if self.table.reference {
-                for batch in &mut batches[1..] {
-                    batch.push(row.clone());
-                }
-                0
-            } else {
-                self.table
-                    .shard_index_for_hash(crate::hashing::row_key_hash(&self.table, slot))
-            };
-            batches[index].push(row);
-            if !child_reads_shards && batches[index].len() >= INSERT_BATCH_ROWS {
+            let mut full = false;
+            for index in crate::hashing::row_shards(&self.table, slot) {
+                batches[index].push(row.clone());
+                full |= batches[index].len() >= INSERT_BATCH_ROWS;
+            }
+            if !child_reads_shards && full {
                 flush(self, &mut batches, true);
             }
         }

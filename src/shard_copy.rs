@@ -27,25 +27,16 @@ impl<'a> ShardCopy<'a> {
         }
     }
 
-    /// Adds a row whose shard key hashes to `hash`.
-    pub fn push(&mut self, hash: i64, values: &[Option<String>]) {
-        self.push_at(self.table.shard_index_for_hash(hash), values);
-    }
-
-    /// Adds a row of a reference table: every copy gets it.
-    pub fn push_to_every_copy(&mut self, values: &[Option<String>]) {
-        for index in 0..self.buffers.len() {
-            self.push_at(index, values);
-        }
-    }
-
-    fn push_at(&mut self, index: usize, values: &[Option<String>]) {
-        pgshard_core::copytext::push_row(
-            &mut self.buffers[index],
-            values.iter().map(|v| v.as_deref().map(str::as_bytes)),
-        );
-        if self.buffers[index].len() >= self.flush_bytes {
-            self.flush(index);
+    /// Adds a row for the shards `targets` (see `hashing::row_shards`).
+    pub fn push(&mut self, targets: std::ops::Range<usize>, values: &[Option<String>]) {
+        for index in targets {
+            pgshard_core::copytext::push_row(
+                &mut self.buffers[index],
+                values.iter().map(|v| v.as_deref().map(str::as_bytes)),
+            );
+            if self.buffers[index].len() >= self.flush_bytes {
+                self.flush(index);
+            }
         }
     }
 

@@ -1008,7 +1008,6 @@ fn move_rows_into_shards(table: &TableInfo, sharded: &ShardedTable) {
             8 * 1024,
             8 * 1024 * 1024,
         );
-        let key_index = (sharded.key_attnum - 1).max(0) as usize;
         let live: Vec<usize> = (0..(*desc).natts as usize)
             .filter(|&i| !encoder.is_dropped(i))
             .collect();
@@ -1020,16 +1019,11 @@ fn move_rows_into_shards(table: &TableInfo, sharded: &ShardedTable) {
             pgrx::check_for_interrupts!();
             let previous = pg_sys::MemoryContextSwitchTo(row_context);
             pg_sys::slot_getallattrs(slot);
-            let hash = (!sharded.reference).then(|| {
-                crate::hashing::hash_datum(*(*slot).tts_values.add(key_index), sharded.key_type)
-            });
+            let targets = crate::hashing::row_shards(sharded, slot);
             let values: Vec<Option<String>> = live.iter().map(|&i| encoder.text(slot, i)).collect();
             pg_sys::MemoryContextSwitchTo(previous);
             pg_sys::MemoryContextReset(row_context);
-            match hash {
-                Some(hash) => copy.push(hash, &values),
-                None => copy.push_to_every_copy(&values),
-            }
+            copy.push(targets, &values);
         }
         pg_sys::ExecDropSingleTupleTableSlot(slot);
         pg_sys::table_endscan(scan);
