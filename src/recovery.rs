@@ -121,9 +121,14 @@ pub fn recover() -> Vec<(String, String, String)> {
     for (index, listing) in listings.iter().enumerate() {
         if let Some((_, gids)) = listing {
             for gid in gids.iter().filter(|g| g.made_by(system, database)) {
-                // SAFETY: asks the proc array whether a transaction of this server runs.
+                // A transaction counts as running until it has released its locks: it sends
+                // its own COMMIT PREPARED after it stops being in progress but before that, and
+                // a recovery racing it would find the prepared transaction busy.
+                // SAFETY: a lock test that never waits, on a transaction id of this server.
                 let running = unsafe {
-                    pg_sys::TransactionIdIsInProgress(pg_sys::TransactionId::from(gid.xid as u32))
+                    !pg_sys::ConditionalXactLockTableWait(pg_sys::TransactionId::from(
+                        gid.xid as u32,
+                    ))
                 };
                 in_doubt.push(InDoubt {
                     worker: index,

@@ -388,6 +388,13 @@ fn finish(committed: bool) {
         // workers roll back what was not prepared and keep what was, for recovery.
         return;
     }
+    if committed
+        && open.iter().any(|t| t.prepared.is_some())
+        && guc::injected_fault().as_deref() == Some("pause_before_commit_prepared")
+    {
+        // Widens the window in which a recovery run could race this commit (tests only).
+        std::thread::sleep(Duration::from_secs(3));
+    }
     let ends = open.iter().map(|t| {
         let statement = match (&t.prepared, committed) {
             (Some(gid), true) => Some(format!("COMMIT PREPARED '{gid}'")),

@@ -139,6 +139,15 @@ BEGIN
     PERFORM pg_sleep(0.1);
   END LOOP;
 END $$;
+-- A recovery run while a committed transaction is still sending its own COMMIT PREPARED (held
+-- there 3 s by a test fault) leaves it alone: it counts as running until it releases its locks.
+SELECT sum(balance) AS before FROM acct \gset
+\! psql -X -q -h 127.0.0.1 -p "$PGSHARD_PORT" -d pgshard -c "SET pgshard.inject_fault = 'pause_before_commit_prepared'" -c "BEGIN; UPDATE acct SET balance = balance + 1 WHERE id IN (1, 3); COMMIT;" > /dev/null 2>&1 &
+SELECT pg_sleep(1);
+SELECT count(*) AS resolved_during_its_commit FROM pgshard.recover_transactions();
+SELECT pg_temp.wait_for_background();
+SELECT sum(balance) - :before AS added FROM acct;
+:prepared;
 -- Remote lock waits: the coordinator's lock_timeout and statement_timeout reach the workers.
 \! psql -X -q -h 127.0.0.1 -p "$PGSHARD_PORT" -d pgshard -c "BEGIN; UPDATE acct SET balance = balance + 1 WHERE id = 1; SELECT pg_sleep(3); ROLLBACK;" > /dev/null 2>&1 &
 SELECT pg_sleep(0.5);
