@@ -129,6 +129,17 @@ pub unsafe fn copy_from(stmt: *mut pg_sys::CopyStmt, query_string: *const std::f
         pg_sys::ExecPrepareQual(qual, estate)
     };
     let desc = (*rel).rd_att;
+    // NOT NULL and CHECK constraints are checked here, as COPY into a local table does, so a
+    // violation names the input line rather than a worker (the shards check again).
+    let constraints = if (*desc).constr.is_null() {
+        std::ptr::null_mut()
+    } else {
+        let info = pg_sys::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>())
+            as *mut pg_sys::ResultRelInfo;
+        (*info).type_ = pg_sys::NodeTag::T_ResultRelInfo;
+        pg_sys::InitResultRelInfo(info, rel, 0, std::ptr::null_mut(), 0);
+        info
+    };
     let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsVirtual);
     let mut encoder = TextEncoder::new(desc);
     let live = live_columns(relid);
@@ -161,6 +172,9 @@ pub unsafe fn copy_from(stmt: *mut pg_sys::CopyStmt, query_string: *const std::f
         if !qual_state.is_null() && !pg_sys::ExecQual(qual_state, econtext) {
             pg_sys::MemoryContextSwitchTo(previous);
             continue;
+        }
+        if !constraints.is_null() {
+            pg_sys::ExecConstraints(constraints, slot, estate);
         }
         let targets = crate::hashing::row_shards(&table, slot);
         let values: Vec<Option<String>> = live

@@ -455,10 +455,10 @@ pub fn cstr(ptr: *const std::ffi::c_char) -> String {
 /// Reads the catalog with the latest snapshot until dropped, as PostgreSQL reads its own
 /// catalogs: a statement that waited for a lock held by a placement change (a worker being
 /// added) sees the change, though its own snapshot was taken before.
-struct LatestSnapshot;
+pub(crate) struct LatestSnapshot;
 
 impl LatestSnapshot {
-    fn push() -> Self {
+    pub(crate) fn push() -> Self {
         // SAFETY: pushes a copy of a fresh snapshot; popped in drop (an error unwinding through
         // here pops it too; transaction abort would clean it up anyway).
         unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot()) };

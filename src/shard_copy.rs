@@ -1,6 +1,7 @@
-//! Bulk copy of rows into shards: rows are sorted into per-shard buffers in COPY text format,
-//! and a buffer that grows past its limit is sent with one `COPY … FROM STDIN` to its shard.
-//! Memory stays bounded by the limit times the number of shards, whatever the input size.
+//! Bulk copy of rows into shards: rows are sorted into per-shard buffers in COPY text format;
+//! when a buffer grows past its limit, the buffers are sent with one `COPY … FROM STDIN` per
+//! shard, to all workers at once. Memory stays bounded by the limit times the number of shards,
+//! whatever the input size.
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -29,49 +30,75 @@ impl<'a> ShardCopy<'a> {
 
     /// Adds a row for the shards `targets` (see `hashing::row_shards`).
     pub fn push(&mut self, targets: std::ops::Range<usize>, values: &[Option<String>]) {
+        let mut full = false;
         for index in targets {
             pgshard_core::copytext::push_row(
                 &mut self.buffers[index],
                 values.iter().map(|v| v.as_deref().map(str::as_bytes)),
             );
-            if self.buffers[index].len() >= self.flush_bytes {
-                self.flush(index);
-            }
+            full |= self.buffers[index].len() >= self.flush_bytes;
+        }
+        if full {
+            // Rows spread evenly, so the other buffers are nearly full too: sending every
+            // buffer that is at least half full keeps all workers loading at once.
+            self.flush(self.flush_bytes / 2);
         }
     }
 
     /// Sends whatever is still buffered.
     pub fn finish(mut self) {
-        for index in 0..self.buffers.len() {
-            self.flush(index);
-        }
+        self.flush(1);
     }
 
-    fn flush(&mut self, index: usize) {
-        if self.buffers[index].is_empty() {
+    /// Sends every buffer holding at least `min_bytes`: one `COPY … FROM STDIN` per shard, a
+    /// worker's shards one after another on its connection, the workers concurrently.
+    fn flush(&mut self, min_bytes: usize) {
+        let ready: Vec<usize> = (0..self.buffers.len())
+            .filter(|&i| self.buffers[i].len() >= min_bytes.max(1))
+            .collect();
+        if ready.is_empty() {
             return;
         }
-        let data = Bytes::from(std::mem::take(&mut self.buffers[index]));
-        let shard = &self.table.shards[index];
-        let mut conn = xact::connection(&shard.worker, Access::Write);
-        let statement = format!("COPY {} ({}) FROM STDIN", shard.relation, self.columns);
-        let token = [conn.client.cancel_token()];
-        let client = &conn.client;
-        let begin = std::mem::take(&mut conn.begin);
-        let result = remote::wait(
+        let shards = &self.table.shards;
+        let workers = crate::execution::workers_of(ready.iter().map(|&i| &shards[i]));
+        let mut connections = xact::connections(&workers, Access::Write);
+        let tokens: Vec<_> = connections
+            .iter()
+            .map(|c| c.client.cancel_token())
+            .collect();
+        let mut batches: Vec<Vec<(usize, Bytes)>> = vec![Vec::new(); workers.len()];
+        for &index in &ready {
+            let position = workers
+                .iter()
+                .position(|w| w.id == shards[index].worker.id)
+                .expect("a worker of the ready shards");
+            let data = Bytes::from(std::mem::take(&mut self.buffers[index]));
+            batches[position].push((index, data));
+        }
+        let columns = self.columns;
+        let runs = connections.iter_mut().zip(batches).map(|(conn, batch)| {
+            let begin = std::mem::take(&mut conn.begin);
+            let client = &conn.client;
             async move {
                 if !begin.is_empty() {
                     client.simple_query(&begin).await?;
                 }
-                let sink = client.copy_in::<_, Bytes>(&statement).await?;
-                let mut sink = std::pin::pin!(sink);
-                sink.send(data).await?;
-                sink.as_mut().finish().await
-            },
-            &token,
-        );
-        if let Err(e) = result {
-            remote::query_error(&e).raise_for(&shard.worker.name, "copy rows to");
+                for (index, data) in batch {
+                    let statement =
+                        format!("COPY {} ({columns}) FROM STDIN", shards[index].relation);
+                    let sink = client.copy_in::<_, Bytes>(&statement).await?;
+                    let mut sink = std::pin::pin!(sink);
+                    sink.send(data).await?;
+                    sink.as_mut().finish().await?;
+                }
+                Ok::<(), tokio_postgres::Error>(())
+            }
+        });
+        let results = remote::wait(futures_util::future::join_all(runs), &tokens);
+        for (worker, result) in workers.iter().zip(results) {
+            if let Err(e) = result {
+                remote::query_error(&e).raise_for(&worker.name, "copy rows to");
+            }
         }
     }
 }

@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use pgrx::prelude::*;
 use pgrx::{AnyElement, PgRelation};
 use pgshard_core::hashing::{HashRange, KeyFamily};
-use pgshard_core::layout;
+use pgshard_core::{ddl, layout};
 
 use crate::error::{spi_failed, PgShardError};
 use crate::execution::workers_of;
@@ -189,6 +189,19 @@ fn unshard_table(rel: PgRelation) {
     table.check_owner();
     let sharded =
         metadata::sharded_table(oid).unwrap_or_else(|| raise_not_sharded(&table.qualified));
+    // The rows coming back would be checked against shells, or leave shards pointing at a
+    // table that is no longer on the workers.
+    if let Some(key) = first_text(
+        "SELECT format('%I on %s', conname, conrelid::regclass) FROM pg_constraint \
+         WHERE contype = 'f' AND (conrelid = $1 OR confrelid = $1) LIMIT 1",
+        &[oid.into()],
+    ) {
+        refuse(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("cannot unshard table {}: foreign key {key} involves it", table.qualified),
+            "Drop the foreign keys between it and other distributed tables first.",
+        )
+    }
     forget_metadata(&sharded);
     Spi::run(&format!(
         "ALTER TABLE {} SET ACCESS METHOD heap",
@@ -237,28 +250,57 @@ fn forget_metadata(sharded: &ShardedTable) {
     .unwrap_or_else(|e| spi_failed("could not remove the colocation group", e));
 }
 
-/// TRUNCATE of a distributed table: every shard (every copy) is truncated in the statement's
-/// remote transactions; PostgreSQL then truncates the coordinator's table. A role without the
-/// TRUNCATE right gets PostgreSQL's own error, before any shard is touched.
-pub fn truncate_shards(oid: pg_sys::Oid) {
-    // SAFETY: a rights check, then the lock TRUNCATE takes anyway.
-    unsafe {
-        if pg_sys::pg_class_aclcheck(oid, pg_sys::GetUserId(), pg_sys::ACL_TRUNCATE as _)
-            != pg_sys::AclResult::ACLCHECK_OK
-        {
-            return;
+/// TRUNCATE of distributed tables: every shard (every copy) is truncated in the statement's
+/// remote transactions, one TRUNCATE per worker naming all of them (shards that reference each
+/// other by foreign keys can only be truncated together), with CASCADE when the statement has
+/// it; PostgreSQL then truncates the coordinator's tables. A role without the TRUNCATE right
+/// gets PostgreSQL's own error, before any shard is touched.
+pub fn truncate_shards(oids: &[pg_sys::Oid], cascade: bool) {
+    let mut shards: Vec<Shard> = Vec::new();
+    for &oid in oids {
+        // SAFETY: a rights check, then the lock TRUNCATE takes anyway.
+        unsafe {
+            if pg_sys::pg_class_aclcheck(oid, pg_sys::GetUserId(), pg_sys::ACL_TRUNCATE as _)
+                != pg_sys::AclResult::ACLCHECK_OK
+            {
+                return;
+            }
+            pg_sys::LockRelationOid(oid, pg_sys::AccessExclusiveLock as i32);
         }
-        pg_sys::LockRelationOid(oid, pg_sys::AccessExclusiveLock as i32);
+        let Some(sharded) = metadata::sharded_table(oid) else {
+            continue;
+        };
+        if sharded.reference {
+            metadata::lock_reference_writes(oid);
+        }
+        shards.extend(sharded.shards.iter().cloned());
     }
-    let Some(sharded) = metadata::sharded_table(oid) else {
+    if shards.is_empty() {
         return;
-    };
-    if sharded.reference {
-        metadata::lock_reference_writes(oid);
     }
-    run_on_shard_workers(&sharded.shards, "truncate shards on", |shard| {
-        format!("TRUNCATE {};", shard.relation)
-    });
+    let workers = workers_of(&shards);
+    let mut connections = xact::connections(&workers, Access::Write);
+    let scripts: Vec<String> = connections
+        .iter()
+        .map(|conn| {
+            let names: Vec<&str> = shards
+                .iter()
+                .filter(|s| s.worker.id == conn.worker.id)
+                .map(|s| s.relation.as_str())
+                .collect();
+            format!(
+                "TRUNCATE {}{};",
+                names.join(", "),
+                if cascade { " CASCADE" } else { "" }
+            )
+        })
+        .collect();
+    let results = xact::run_scripts(&mut connections, scripts);
+    for (conn, result) in connections.iter().zip(results) {
+        if let Err(e) = result {
+            remote::query_error(&e).raise_for(&conn.worker.name, "truncate shards on");
+        }
+    }
 }
 
 /// DROP TABLE of a distributed table: its shards (every copy) are dropped in the statement's
@@ -277,7 +319,9 @@ pub fn drop_shards(oid: pg_sys::Oid) {
     };
     forget_metadata(&sharded);
     run_on_shard_workers(&sharded.shards, "drop shards on", |shard| {
-        format!("DROP TABLE IF EXISTS {};", shard.relation)
+        // CASCADE: the shards' foreign keys to it go, as the coordinator's do (PostgreSQL has
+        // refused the statement unless it has CASCADE or nothing depends on the table).
+        format!("DROP TABLE IF EXISTS {} CASCADE;", shard.relation)
     });
 }
 
@@ -415,12 +459,12 @@ fn workers_for(doing: &str) -> Vec<Worker> {
 }
 
 /// What shard_table needs to know of the table.
-struct TableInfo {
-    oid: pg_sys::Oid,
-    schema: String,
-    name: String,
+pub(crate) struct TableInfo {
+    pub(crate) oid: pg_sys::Oid,
+    pub(crate) schema: String,
+    pub(crate) name: String,
     /// Quoted and qualified.
-    qualified: String,
+    pub(crate) qualified: String,
 }
 
 /// The shard key column.
@@ -431,7 +475,7 @@ struct KeyColumn {
     not_null: bool,
 }
 
-fn describe(oid: pg_sys::Oid) -> TableInfo {
+pub(crate) fn describe(oid: pg_sys::Oid) -> TableInfo {
     let (schema, name) = metadata::schema_and_name(oid);
     TableInfo {
         oid,
@@ -627,14 +671,7 @@ impl TableInfo {
     /// Uniqueness can only be enforced within one shard, so every primary key, unique
     /// constraint and unique index must include the shard key.
     fn check_unique_constraints(&self, key: &KeyColumn) {
-        let offender = first_text(
-            "SELECT coalesce(format('constraint %I', c.conname), format('unique index %I', i.relname)) \
-             FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid \
-             LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid \
-             WHERE x.indrelid = $1 AND x.indisunique AND NOT ($2 = ANY (x.indkey::int2[])) LIMIT 1",
-            &[self.oid.into(), key.attnum.into()],
-        );
-        if let Some(offender) = offender {
+        if let Some(offender) = self.unique_without_key(key.attnum) {
             PgShardError::new(
                 PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
                 format!(
@@ -646,6 +683,19 @@ impl TableInfo {
             .hint("Add the shard key to the constraint, or choose a shard key that it includes.")
             .raise()
         }
+    }
+
+    /// A primary key, unique constraint or unique index that does not include column
+    /// `key_attnum`, described for a message.
+    pub(crate) fn unique_without_key(&self, key_attnum: i16) -> Option<String> {
+        first_text(
+            "SELECT CASE WHEN c.conname IS NULL THEN format('unique index %I', i.relname) \
+                    ELSE format('constraint %I', c.conname) END \
+             FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid \
+             LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid \
+             WHERE x.indrelid = $1 AND x.indisunique AND NOT ($2 = ANY (x.indkey::int2[])) LIMIT 1",
+            &[self.oid.into(), key_attnum.into()],
+        )
     }
 
     fn check_no_null_keys(&self, key: &KeyColumn) {
@@ -686,55 +736,22 @@ impl TableInfo {
 
     /// CREATE TABLE and CREATE INDEX statements for one shard table.
     fn shard_ddl(&self, shard: &Shard) -> String {
-        let rows = |sql: &str| -> Vec<(String, String, String)> {
-            Spi::connect(|client| {
-                client
-                    .select(sql, None, &[self.oid.into()])?
-                    .into_iter()
-                    .map(|row| {
-                        Ok((
-                            row.get::<String>(1)?.unwrap_or_default(),
-                            row.get::<String>(2)?.unwrap_or_default(),
-                            row.get::<String>(3)?.unwrap_or_default(),
-                        ))
-                    })
-                    .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
-            })
-            .unwrap_or_else(|e| spi_failed("could not read the table definition", e))
-        };
-        let mut elements: Vec<String> = rows(
-            "SELECT quote_ident(a.attname) || ' ' || pgshard.shard_column_type(a.atttypid, a.atttypmod) \
-               || CASE WHEN a.attcollation <> t.typcollation AND a.attcollation <> 0 \
-                  THEN ' COLLATE ' || quote_ident(n.nspname) || '.' || quote_ident(c.collname) ELSE '' END \
-               || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END, '', '' \
-             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
-             LEFT JOIN pg_collation c ON c.oid = a.attcollation \
-             LEFT JOIN pg_namespace n ON n.oid = c.collnamespace \
-             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-        )
-        .into_iter()
-        .map(|(column, _, _)| column)
-        .collect();
+        let shape = self.shape();
         let tag_indexes = self.tag_indexes();
-        for (kind, name, definition) in rows(
-            "SELECT contype::text, conname::text, pg_get_constraintdef(oid) FROM pg_constraint \
-             WHERE conrelid = $1 AND contype IN ('c', 'p', 'u') ORDER BY contype, conname",
-        ) {
-            // A key over an encrypted column becomes a unique index on its tag (below).
-            if tag_indexes
-                .iter()
-                .any(|index| index.constraint.as_deref() == Some(&name))
-            {
-                continue;
+        let mut elements: Vec<String> = shape
+            .columns
+            .iter()
+            .map(|c| {
+                let not_null = if c.not_null { " NOT NULL" } else { "" };
+                format!("{} {}{not_null}", c.name, c.shard_type)
+            })
+            .collect();
+        let mut indexes = String::new();
+        for constraint in shape.constraints.iter().filter(|c| c.kind != 'f') {
+            match self.shard_constraint(constraint, shard, &tag_indexes) {
+                ShardConstraint::Element(element) => elements.push(element),
+                ShardConstraint::Index(ddl) => indexes.push_str(&ddl),
             }
-            // Constraints backed by an index name that index, and index names are unique per
-            // schema: each shard's gets the shard id.
-            let name = if kind == "c" {
-                name
-            } else {
-                layout::shard_relation_name(&name, shard.id)
-            };
-            elements.push(format!("CONSTRAINT {} {definition}", quote_ident(&name)));
         }
         let mut ddl = format!(
             "CREATE SCHEMA IF NOT EXISTS {};\nCREATE TABLE {} ({});\n",
@@ -742,49 +759,176 @@ impl TableInfo {
             shard.relation,
             elements.join(", ")
         );
-        for (index, quoted_name, definition) in rows(
-            "SELECT x.indexrelid::text, quote_ident(i.relname), pg_get_indexdef(x.indexrelid) \
+        for index in &shape.indexes {
+            ddl.push_str(&self.shard_index(&index.name, shard, false, &tag_indexes));
+        }
+        ddl.push_str(&indexes);
+        ddl
+    }
+
+    /// What the shards must match of the table: its columns (with their shard types), table
+    /// constraints, and the indexes that back no constraint.
+    pub(crate) fn shape(&self) -> ddl::Shape {
+        let rows = |sql: &str| -> Vec<(i16, String, String, bool)> {
+            Spi::connect(|client| {
+                client
+                    .select(sql, None, &[self.oid.into()])?
+                    .into_iter()
+                    .map(|row| {
+                        Ok((
+                            row.get::<i16>(1)?.unwrap_or_default(),
+                            row.get::<String>(2)?.unwrap_or_default(),
+                            row.get::<String>(3)?.unwrap_or_default(),
+                            row.get::<bool>(4)?.unwrap_or_default(),
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
+            })
+            .unwrap_or_else(|e| spi_failed("could not read the table definition", e))
+        };
+        let columns = rows(
+            "SELECT a.attnum, quote_ident(a.attname), \
+               pgshard.shard_column_type(a.atttypid, a.atttypmod) \
+               || CASE WHEN a.attcollation <> t.typcollation AND a.attcollation <> 0 \
+                  THEN ' COLLATE ' || quote_ident(n.nspname) || '.' || quote_ident(c.collname) ELSE '' END, \
+               a.attnotnull \
+             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+             LEFT JOIN pg_collation c ON c.oid = a.attcollation \
+             LEFT JOIN pg_namespace n ON n.oid = c.collnamespace \
+             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        )
+        .into_iter()
+        .map(|(attnum, name, shard_type, not_null)| ddl::Column {
+            attnum,
+            name,
+            shard_type,
+            not_null,
+        })
+        .collect();
+        let constraints = rows(
+            "SELECT 0::int2, conname::text, contype::text || ' ' || pg_get_constraintdef(oid), false \
+             FROM pg_constraint WHERE conrelid = $1 AND contype IN ('c', 'p', 'u', 'f', 'x') \
+             ORDER BY contype, conname",
+        )
+        .into_iter()
+        .map(|(_, name, kind_and_definition, _)| {
+            let (kind, definition) = kind_and_definition
+                .split_once(' ')
+                .expect("contype, a space, the definition");
+            ddl::Constraint {
+                name,
+                kind: kind.chars().next().unwrap_or('?'),
+                definition: definition.to_string(),
+            }
+        })
+        .collect();
+        let indexes = rows(
+            "SELECT 0::int2, i.relname::text, pg_get_indexdef(x.indexrelid), false \
              FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid \
              WHERE x.indrelid = $1 AND NOT EXISTS \
                (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid AND c.conrelid = $1) \
              ORDER BY x.indexrelid",
-        ) {
-            if tag_indexes
-                .iter()
-                .any(|i| i.oid.to_u32().to_string() == index)
-            {
-                continue;
-            }
-            let rewritten = layout::rewrite_index_definition(
-                &definition,
-                &quoted_name,
-                &self.qualified,
-                &shard.relation,
+        )
+        .into_iter()
+        .map(|(_, name, definition, _)| ddl::Index { name, definition })
+        .collect();
+        ddl::Shape {
+            columns,
+            constraints,
+            indexes,
+        }
+    }
+
+    /// A CHECK, PRIMARY KEY or UNIQUE constraint on a shard: an element of its table (keys
+    /// are named after the shard, since their index names are unique per schema), or, for a
+    /// key over an encrypted column, a unique index on the tag.
+    pub(crate) fn shard_constraint(
+        &self,
+        constraint: &ddl::Constraint,
+        shard: &Shard,
+        tag_indexes: &[TagIndex],
+    ) -> ShardConstraint {
+        if let Some(index) = tag_indexes
+            .iter()
+            .find(|index| index.constraint.as_deref() == Some(&constraint.name))
+        {
+            let name = layout::shard_relation_name(&constraint.name, shard.id);
+            return ShardConstraint::Index(index.shard_ddl(&name, &shard.relation, false));
+        }
+        let name = match constraint.kind {
+            'c' => constraint.name.clone(),
+            'p' | 'u' => layout::shard_relation_name(&constraint.name, shard.id),
+            _ => refuse(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!(
+                    "constraint \"{}\" of {} cannot be enforced on the shards",
+                    constraint.name, self.qualified
+                ),
+                "Exclusion constraints can only be checked within one shard; they are not supported on distributed tables.",
+            ),
+        };
+        ShardConstraint::Element(format!(
+            "CONSTRAINT {} {}",
+            quote_ident(&name),
+            constraint.definition
+        ))
+    }
+
+    /// CREATE INDEX for an index (named `index_name`, backing no constraint) on one shard,
+    /// named after the shard; an index over an encrypted column indexes its tag.
+    pub(crate) fn shard_index(
+        &self,
+        index_name: &str,
+        shard: &Shard,
+        concurrently: bool,
+        tag_indexes: &[TagIndex],
+    ) -> String {
+        let shard_index = layout::shard_relation_name(index_name, shard.id);
+        let (index, definition) = Spi::get_two_with_args::<pg_sys::Oid, String>(
+            "SELECT x.indexrelid, pg_get_indexdef(x.indexrelid) FROM pg_index x \
+             JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = $1 AND i.relname = $2",
+            &[self.oid.into(), index_name.into()],
+        )
+        .unwrap_or_else(|e| spi_failed("could not read the table's indexes", e));
+        let (Some(index), Some(definition)) = (index, definition) else {
+            PgShardError::new(
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                format!("index {index_name} of {} not found", self.qualified),
             )
-            .unwrap_or_else(|| {
-                refuse(
-                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-                    format!(
-                        "cannot copy index {index} of {} to the shards: {definition}",
-                        self.qualified
-                    ),
-                    "Drop the index, shard the table, and create the index again.",
-                )
-            });
-            ddl.push_str(&rewritten);
-            ddl.push_str(";\n");
+            .raise()
+        };
+        if let Some(tag_index) = tag_indexes.iter().find(|t| t.oid == index) {
+            return tag_index.shard_ddl(&shard_index, &shard.relation, concurrently);
         }
-        for index in tag_indexes {
-            ddl.push_str(&index.shard_ddl(&shard.relation));
-            ddl.push_str(";\n");
-        }
-        ddl
+        let rewritten = layout::rewrite_index_definition(
+            &definition,
+            &quote_ident(index_name),
+            &self.qualified,
+            &quote_ident(&shard_index),
+            &shard.relation,
+        )
+        .unwrap_or_else(|| {
+            refuse(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!(
+                    "cannot copy index {index_name} of {} to the shards: {definition}",
+                    self.qualified
+                ),
+                "Drop the index, shard the table, and create the index again.",
+            )
+        });
+        let rewritten = if concurrently {
+            rewritten.replacen(" INDEX ", " INDEX CONCURRENTLY ", 1)
+        } else {
+            rewritten
+        };
+        format!("{rewritten};\n")
     }
 
     /// Indexes (constraint-backed ones included) with an encrypted key column: on a shard,
     /// where the column is the bytea envelope, they index the blind-index tag instead, so
     /// that equality and uniqueness mean equal plaintexts.
-    fn tag_indexes(&self) -> Vec<TagIndex> {
+    pub(crate) fn tag_indexes(&self) -> Vec<TagIndex> {
         let indexes: Vec<(pg_sys::Oid, Option<String>, bool, String, Option<String>, Vec<i16>, i16)> =
             Spi::connect(|client| {
                 client
@@ -872,8 +1016,16 @@ impl TableInfo {
     }
 }
 
+/// A constraint as a shard has it (see `TableInfo::shard_constraint`).
+pub(crate) enum ShardConstraint {
+    /// `CONSTRAINT name definition`, for CREATE TABLE or ALTER TABLE … ADD.
+    Element(String),
+    /// A statement creating a unique index on the tag.
+    Index(String),
+}
+
 /// An index over an encrypted column, as its shards have it (see `TableInfo::tag_indexes`).
-struct TagIndex {
+pub(crate) struct TagIndex {
     oid: pg_sys::Oid,
     /// The primary key or unique constraint it backs.
     constraint: Option<String>,
@@ -885,10 +1037,12 @@ struct TagIndex {
 }
 
 impl TagIndex {
-    fn shard_ddl(&self, relation: &str) -> String {
+    fn shard_ddl(&self, name: &str, relation: &str, concurrently: bool) -> String {
         let mut ddl = format!(
-            "CREATE {}INDEX ON {relation} USING {} ({})",
+            "CREATE {}INDEX {}{} ON {relation} USING {} ({})",
             if self.unique { "UNIQUE " } else { "" },
+            if concurrently { "CONCURRENTLY " } else { "" },
+            quote_ident(name),
             quote_ident(&self.method),
             self.key_columns.join(", ")
         );
@@ -898,6 +1052,7 @@ impl TagIndex {
         if let Some(predicate) = &self.predicate {
             ddl.push_str(&format!(" WHERE {predicate}"));
         }
+        ddl.push_str(";\n");
         ddl
     }
 }
@@ -968,7 +1123,7 @@ fn create_shard_tables(table: &TableInfo, shards: &[Shard]) {
 
 /// Runs one statement per shard, all of a worker's in one round trip, the workers concurrently,
 /// inside the coordinator transaction's remote transactions.
-fn run_on_shard_workers(shards: &[Shard], doing: &str, statement: impl Fn(&Shard) -> String) {
+pub(crate) fn run_on_shard_workers(shards: &[Shard], doing: &str, statement: impl Fn(&Shard) -> String) {
     let mut connections = xact::connections(&workers_of(shards), Access::Write);
     let scripts: Vec<String> = connections
         .iter()

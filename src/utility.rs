@@ -1,5 +1,6 @@
 //! The utility hook: COPY with a sharded or reference table is routed (`copy.rs`); TRUNCATE and
-//! DROP TABLE of one act on its shards too.
+//! DROP TABLE of one act on its shards too; other schema changes follow on the shards
+//! (`ddl.rs`).
 
 use std::ffi::c_char;
 
@@ -51,6 +52,7 @@ unsafe extern "C-unwind" fn pgshard_utility(
         }
     }
     distribute_truncate_and_drop((*pstmt).utilityStmt);
+    let schema_change = crate::ddl::prepare((*pstmt).utilityStmt, query_string);
     // Two calls rather than one function pointer: pgrx exposes standard_ProcessUtility as a
     // guarded Rust function, not as a value of the hook's C-ABI type.
     match PREVIOUS_UTILITY {
@@ -75,6 +77,9 @@ unsafe extern "C-unwind" fn pgshard_utility(
             qc,
         ),
     }
+    if let Some(change) = schema_change {
+        crate::ddl::apply(change);
+    }
 }
 
 /// TRUNCATE and DROP TABLE of sharded and reference tables: their shards are truncated or
@@ -85,7 +90,7 @@ unsafe fn distribute_truncate_and_drop(statement: *mut pg_sys::Node) {
     if statement.is_null() {
         return;
     }
-    let (truncate, relations): (bool, Vec<*mut pg_sys::RangeVar>) = match (*statement).type_ {
+    let (truncate, cascade, relations): (bool, bool, Vec<*mut pg_sys::RangeVar>) = match (*statement).type_ {
         pg_sys::NodeTag::T_TruncateStmt => {
             let truncate = statement as *mut pg_sys::TruncateStmt;
             let list = (*truncate).relations;
@@ -96,7 +101,8 @@ unsafe fn distribute_truncate_and_drop(statement: *mut pg_sys::Node) {
                     .map(|i| (*(*list).elements.add(i)).ptr_value as *mut pg_sys::RangeVar)
                     .collect()
             };
-            (true, relations)
+            let cascade = (*truncate).behavior == pg_sys::DropBehavior::DROP_CASCADE;
+            (true, cascade, relations)
         }
         pg_sys::NodeTag::T_DropStmt => {
             let drop = statement as *mut pg_sys::DropStmt;
@@ -108,7 +114,7 @@ unsafe fn distribute_truncate_and_drop(statement: *mut pg_sys::Node) {
                 .into_iter()
                 .map(|names| pg_sys::makeRangeVarFromNameList(names as *mut pg_sys::List))
                 .collect();
-            (false, relations)
+            (false, true, relations)
         }
         _ => return,
     };
@@ -127,10 +133,10 @@ unsafe fn distribute_truncate_and_drop(statement: *mut pg_sys::Node) {
         .filter(|oid| *oid != pg_sys::InvalidOid)
         .filter(|oid| metadata::first_sharded([*oid]).is_some())
         .collect::<Vec<_>>();
-    for oid in oids {
-        if truncate {
-            crate::tables::truncate_shards(oid);
-        } else {
+    if truncate {
+        crate::tables::truncate_shards(&oids, cascade);
+    } else {
+        for oid in oids {
             crate::tables::drop_shards(oid);
         }
     }

@@ -84,6 +84,19 @@ COPY (SELECT id + 400000, kind, CASE WHEN id = 99000 THEN 5000 ELSE score END, a
 COPY events (id, kind, score, amount, at) FROM '/tmp/pgshard_regress_copy_bad.txt';
 \set VERBOSITY default
 :per_shard;
+-- The table's own CHECK and NOT NULL constraints are checked on the coordinator as well, so
+-- the error names the input line, as COPY into a local table does.
+ALTER TABLE events ADD CONSTRAINT kind_known CHECK (kind <> 'forbidden');
+COPY events (id, kind, score) FROM STDIN;
+500001	fine	1
+500002	forbidden	2
+\.
+COPY events (id, kind, score) FROM STDIN;
+500003	fine	3
+500004	\N	4
+\.
+ALTER TABLE events DROP CONSTRAINT kind_known;
+SELECT count(*) AS copied_after_constraint_errors FROM events WHERE id > 500000;
 
 -- Encrypted columns are encrypted on the way: workers hold envelopes.
 SELECT sum(w.result::int) AS rows_with_plaintext_on_workers

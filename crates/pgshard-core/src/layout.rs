@@ -24,14 +24,16 @@ pub fn spread(shard_count: usize, worker_count: usize) -> Vec<usize> {
     (0..shard_count).map(|i| i % worker_count).collect()
 }
 
-/// Rewrites `pg_get_indexdef` output for a shard table: the index loses its name (the worker
-/// picks a unique one) and points at `shard_table`. `index_name` and `table` must be quoted the
-/// way `pg_get_indexdef` quotes them. `None` when the definition does not have the expected
-/// shape, so that a surprise is an error rather than a wrong index.
+/// Rewrites `pg_get_indexdef` output for a shard table: the index is named `shard_index`
+/// (quoted; index names are unique per schema, so each shard's carries the shard id) and
+/// points at `shard_table`. `index_name` and `table` must be quoted the way `pg_get_indexdef`
+/// quotes them. `None` when the definition does not have the expected shape, so that a
+/// surprise is an error rather than a wrong index.
 pub fn rewrite_index_definition(
     definition: &str,
     index_name: &str,
     table: &str,
+    shard_index: &str,
     shard_table: &str,
 ) -> Option<String> {
     let head = ["CREATE UNIQUE INDEX ", "CREATE INDEX "]
@@ -40,7 +42,7 @@ pub fn rewrite_index_definition(
     let rest = definition[head.len()..].strip_prefix(index_name)?;
     let rest = rest.strip_prefix(" ON ")?.strip_prefix(table)?;
     let rest = rest.strip_prefix(" USING ")?;
-    Some(format!("{head}ON {shard_table} USING {rest}"))
+    Some(format!("{head}{shard_index} ON {shard_table} USING {rest}"))
 }
 
 /// A string as an SQL literal (standard_conforming_strings on): quotes doubled, and written as
@@ -93,23 +95,25 @@ mod tests {
                 "CREATE INDEX t_user_name_idx ON public.t_user USING btree (name) WHERE (name <> ''::text)",
                 "t_user_name_idx",
                 "public.t_user",
+                "t_user_name_idx_100001",
                 "public.t_user_100001",
             )
             .as_deref(),
-            Some("CREATE INDEX ON public.t_user_100001 USING btree (name) WHERE (name <> ''::text)")
+            Some("CREATE INDEX t_user_name_idx_100001 ON public.t_user_100001 USING btree (name) WHERE (name <> ''::text)")
         );
         assert_eq!(
             rewrite_index_definition(
                 "CREATE UNIQUE INDEX \"Odd\" ON s.\"T\" USING btree (lower(x))",
                 "\"Odd\"",
                 "s.\"T\"",
+                "\"Odd_7\"",
                 "s.\"T_7\"",
             )
             .as_deref(),
-            Some("CREATE UNIQUE INDEX ON s.\"T_7\" USING btree (lower(x))")
+            Some("CREATE UNIQUE INDEX \"Odd_7\" ON s.\"T_7\" USING btree (lower(x))")
         );
         assert_eq!(
-            rewrite_index_definition("CREATE INDEX i ON ONLY p USING btree (a)", "i", "p", "p_1"),
+            rewrite_index_definition("CREATE INDEX i ON ONLY p USING btree (a)", "i", "p", "i_1", "p_1"),
             None
         );
     }

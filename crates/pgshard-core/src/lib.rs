@@ -4,6 +4,7 @@
 pub mod combine;
 pub mod conninfo;
 pub mod copytext;
+pub mod ddl;
 pub mod envelope;
 pub mod layout;
 pub mod reference;
