@@ -8,7 +8,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PSQL := $(dir $(PG_CONFIG))psql
 
-.PHONY: deps build install cluster cluster-stop cluster-clean demo test unit regress
+.PHONY: deps build install cluster cluster-stop cluster-clean demo test unit regress bench
 
 ## deps: Debian packages, cargo-pgrx $(PGRX_VERSION), and pgrx pointed at the system PostgreSQL 15
 deps:
@@ -64,3 +64,10 @@ regress: install
 
 ## test: every test
 test: unit regress
+
+## bench: single server vs pgshard vs hash partitions over postgres_fdw, same data, one run on
+## this machine (QUICK=1: shorter runs, under 10 minutes); writes docs/benchmarks.md and .svg
+bench: install
+	@command -v python3 >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3; }
+	QUICK=$(QUICK) bench/run.sh
+
