@@ -79,6 +79,18 @@ DROP INDEX items_owner_label;
 DROP INDEX CONCURRENTLY items_remark_idx;
 SELECT * FROM shard_shapes('items');
 
+-- A CREATE UNIQUE INDEX CONCURRENTLY that a shard refuses (duplicates): the shard indexes
+-- already built are dropped again and the coordinator's is left invalid, as a failed one is in
+-- PostgreSQL; DROP INDEX clears it.
+CREATE TABLE dupes (id bigint NOT NULL, code text);
+SELECT pgshard.shard_table('dupes', 'id', shard_count => 2);
+INSERT INTO dupes VALUES (1, 'a'), (1, 'a'), (2, 'b');
+CREATE UNIQUE INDEX CONCURRENTLY dupes_code ON dupes (id, code);
+SELECT indisvalid FROM pg_index WHERE indexrelid = 'dupes_code'::regclass;
+SELECT * FROM shard_shapes('dupes');
+DROP INDEX dupes_code;
+DROP TABLE dupes;
+
 -- Refused before anything changes: the shards could not follow, or the change would break
 -- routing or a guarantee.
 CREATE UNIQUE INDEX items_label_unique ON items (label);
