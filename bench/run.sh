@@ -66,6 +66,7 @@ unix_socket_directories = '$PGSHARD_CLUSTER_DIR'
 max_connections = 200
 max_prepared_transactions = 100
 logging_collector = off
+wal_level = logical
 CONF
 as_pg "$PG_BIN/pg_ctl" -D "$PLAIN_DIR" -l "$PLAIN_DIR/server.log" -w start >/dev/null
 as_pg "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PLAIN_PORT" -U postgres -d postgres \

@@ -67,6 +67,16 @@ CREATE TABLE pgshard.commit_record (
 );
 REVOKE ALL ON pgshard.commit_record FROM PUBLIC;
 
+-- Shard tables a move left behind on their old worker, dropped by
+-- pgshard.cleanup_orphaned_shards() once no statement can still be reading them.
+CREATE TABLE pgshard.orphaned_shard (
+    worker_id int NOT NULL REFERENCES pgshard.worker,
+    relation text NOT NULL,
+    orphaned_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (worker_id, relation)
+);
+REVOKE ALL ON pgshard.orphaned_shard FROM PUBLIC;
+
 SELECT pg_catalog.pg_extension_config_dump('pgshard.colocation', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshard.colocation_colocation_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshard.sharded_table', '');

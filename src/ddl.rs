@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::ffi::c_char;
 use std::rc::Rc;
 
-use futures_util::future::join_all;
 use pgrx::prelude::*;
 use pgshard_core::ddl::{self, Change, KeyTable, Shape, Subcommand, Support};
 use pgshard_core::layout;
@@ -855,7 +854,7 @@ fn run_outside_transactions(
             })
             .collect()
     };
-    let Err((worker, error)) = run_statements_on(&workers, &per_worker(&render)) else {
+    let Err((worker, error)) = remote::run_outside_transactions(&workers, &per_worker(&render)) else {
         return;
     };
     let cleanup = per_worker(&|shard: &Shard| {
@@ -870,43 +869,8 @@ fn run_outside_transactions(
             })
             .collect()
     });
-    let _ = run_statements_on(&workers, &cleanup);
+    let _ = remote::run_outside_transactions(&workers, &cleanup);
     error.raise_for(&worker, "build an index concurrently on")
-}
-
-/// Runs each worker's statements one by one on a connection outside any transaction block,
-/// the workers concurrently; the first failure with its worker's name.
-fn run_statements_on(
-    workers: &[remote::Worker],
-    scripts: &[Vec<String>],
-) -> Result<(), (String, remote::RemoteError)> {
-    let connected = remote::wait(join_all(workers.iter().map(remote::cached_or_new)), &[]);
-    let mut clients = Vec::new();
-    for (worker, connection) in workers.iter().zip(connected) {
-        match connection {
-            Ok(connection) => clients.push(connection),
-            Err(error) => return Err((worker.name.clone(), error)),
-        }
-    }
-    let tokens: Vec<_> = clients.iter().map(|(c, _)| c.cancel_token()).collect();
-    let runs = clients.iter().zip(scripts).map(|((client, _), script)| async move {
-        for statement in script {
-            client.simple_query(statement).await?;
-        }
-        Ok::<(), tokio_postgres::Error>(())
-    });
-    let results = remote::wait(join_all(runs), &tokens);
-    let mut failure = None;
-    for ((worker, (client, config)), result) in workers.iter().zip(clients).zip(results) {
-        match result {
-            Ok(()) => remote::give_back(worker.id, &config, client),
-            Err(error) if failure.is_none() => {
-                failure = Some((worker.name.clone(), remote::query_error(&error)))
-            }
-            Err(_) => {}
-        }
-    }
-    failure.map_or(Ok(()), Err)
 }
 
 /// Resolves a relation without locking it; `None` when it does not exist (PostgreSQL's own

@@ -18,6 +18,7 @@ mod guc;
 mod hashing;
 mod join;
 mod metadata;
+mod operations;
 mod modify;
 mod partial;
 mod planner;

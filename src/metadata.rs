@@ -288,6 +288,59 @@ pub fn lock_reference_writes(table: pg_sys::Oid) {
     unsafe { pg_sys::LockAcquire(&tag, pg_sys::ExclusiveLock as i32, false, false) };
 }
 
+/// Locks the writes of one shard group (the shards of a co-location group with one hash range)
+/// until the transaction ends. Writers take it in RowExclusiveLock mode, so they never wait for
+/// each other; moving the group takes ExclusiveLock, which waits for the writers in flight and
+/// pauses new ones until the new placement is committed. An advisory-type coordinator lock
+/// (field4 0x7068), shown in `pg_locks`.
+pub fn lock_shard_group(table: &ShardedTable, shard_index: usize, mode: u32) {
+    let min = table.shards[shard_index].range.min;
+    let tag = pg_sys::LOCKTAG {
+        // SAFETY: a global of this backend.
+        locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+        locktag_field2: table.colocation_id as u32,
+        locktag_field3: ((min >> 32) as u32) ^ (min as u32),
+        locktag_field4: 0x7068,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
+        locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
+    };
+    // SAFETY: a transaction-scoped lock; an interrupt while waiting raises as usual.
+    unsafe { pg_sys::LockAcquire(&tag, mode as i32, false, false) };
+}
+
+/// Locks the writes of the shard groups of `shard_indexes` (see [`lock_shard_group`]) and
+/// returns the table as the catalog has it once they are held: a shard group that was moved
+/// while this statement waited is written at its new place. A reference table is returned as
+/// it is (its copies never move).
+pub fn lock_for_writing(table: &Rc<ShardedTable>, shard_indexes: &[usize]) -> Rc<ShardedTable> {
+    if table.reference {
+        return Rc::clone(table);
+    }
+    let mut indexes = shard_indexes.to_vec();
+    indexes.sort_unstable();
+    indexes.dedup();
+    for &index in &indexes {
+        lock_shard_group(table, index, pg_sys::RowExclusiveLock);
+    }
+    // SAFETY: processes invalidations that arrived while waiting (a committed move's).
+    unsafe { pg_sys::AcceptInvalidationMessages() };
+    let current = sharded_table(table.oid).unwrap_or_else(|| Rc::clone(table));
+    let same_ranges = current.shards.len() == table.shards.len()
+        && current.shards.iter().zip(&table.shards).all(|(a, b)| a.range == b.range);
+    if !same_ranges {
+        crate::error::PgShardError::new(
+            PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
+            format!(
+                "the shards of {} were split while this statement waited",
+                qualified_name(table.oid)
+            ),
+        )
+        .hint("Run the statement again.")
+        .raise()
+    }
+    current
+}
+
 /// Number of placements of hash-sharded tables' shards on a worker (reference table copies
 /// are not counted: other workers hold the same rows).
 pub fn placements_on_worker(worker_id: i32) -> i64 {

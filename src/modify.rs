@@ -476,6 +476,8 @@ impl ModifyExec {
         if self.table.reference {
             metadata::lock_reference_writes(self.table.oid);
         }
+        let indexes: Vec<usize> = statements.iter().map(|(i, _)| *i).collect();
+        self.table = metadata::lock_for_writing(&self.table, &indexes);
         let workers = workers_of(statements.iter().map(|(i, _)| &self.table.shards[*i]));
         let mut connections = xact::connections(&workers, Access::Write);
         let tokens: Vec<_> = connections

@@ -326,3 +326,60 @@ fn send_cancels(runtime: &Runtime, tokens: &[CancelToken]) {
         let _ = tokio::time::timeout(timeout, join_all(cancels)).await;
     });
 }
+
+/// Runs each worker's statements one by one on a connection outside any transaction block,
+/// the workers concurrently; the first failure with its worker's name.
+pub fn run_outside_transactions(
+    workers: &[Worker],
+    scripts: &[Vec<String>],
+) -> Result<(), (String, RemoteError)> {
+    let connected = wait(join_all(workers.iter().map(cached_or_new)), &[]);
+    let mut clients = Vec::new();
+    for (worker, connection) in workers.iter().zip(connected) {
+        match connection {
+            Ok(connection) => clients.push(connection),
+            Err(error) => return Err((worker.name.clone(), error)),
+        }
+    }
+    let tokens: Vec<_> = clients.iter().map(|(c, _)| c.cancel_token()).collect();
+    let runs = clients.iter().zip(scripts).map(|((client, _), script)| async move {
+        for statement in script {
+            client.simple_query(statement).await?;
+        }
+        Ok::<(), tokio_postgres::Error>(())
+    });
+    let results = wait(join_all(runs), &tokens);
+    let mut failure = None;
+    for ((worker, (client, config)), result) in workers.iter().zip(clients).zip(results) {
+        match result {
+            Ok(()) => give_back(worker.id, &config, client),
+            Err(error) if failure.is_none() => {
+                failure = Some((worker.name.clone(), query_error(&error)))
+            }
+            Err(_) => {}
+        }
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+/// Runs statements on a worker outside any transaction, ignoring their errors, on a connection
+/// of its own, bounded in time and without processing interrupts: the cleanup after an
+/// operation failed, which must neither raise nor hang.
+pub fn run_best_effort(worker: &Worker, statements: &[String]) {
+    let Ok(config) = worker_config(worker) else {
+        return;
+    };
+    let bound = guc::connect_timeout().max(Duration::from_secs(10));
+    RUNTIME.with(|runtime| {
+        runtime.block_on(async {
+            let _ = tokio::time::timeout(bound, async {
+                let client = connect(config).await.ok()?;
+                for statement in statements {
+                    let _ = client.simple_query(statement).await;
+                }
+                Some(())
+            })
+            .await;
+        })
+    });
+}

@@ -3,6 +3,8 @@
 //! shard, to all workers at once. Memory stays bounded by the limit times the number of shards,
 //! whatever the input size.
 
+use std::rc::Rc;
+
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 
@@ -11,7 +13,7 @@ use crate::remote;
 use crate::xact::{self, Access};
 
 pub struct ShardCopy<'a> {
-    table: &'a ShardedTable,
+    table: &'a Rc<ShardedTable>,
     /// Quoted column names, comma-separated, in the order values are pushed.
     columns: &'a str,
     flush_bytes: usize,
@@ -19,7 +21,7 @@ pub struct ShardCopy<'a> {
 }
 
 impl<'a> ShardCopy<'a> {
-    pub fn new(table: &'a ShardedTable, columns: &'a str, flush_bytes: usize) -> Self {
+    pub fn new(table: &'a Rc<ShardedTable>, columns: &'a str, flush_bytes: usize) -> Self {
         ShardCopy {
             table,
             columns,
@@ -59,7 +61,8 @@ impl<'a> ShardCopy<'a> {
         if ready.is_empty() {
             return;
         }
-        let shards = &self.table.shards;
+        let table = crate::metadata::lock_for_writing(self.table, &ready);
+        let shards = &table.shards;
         let workers = crate::execution::workers_of(ready.iter().map(|&i| &shards[i]));
         let mut connections = xact::connections(&workers, Access::Write);
         let tokens: Vec<_> = connections

@@ -117,7 +117,7 @@ fn shard_table(
         .collect();
 
     create_shard_tables(&table, &shards);
-    let sharded = ShardedTable {
+    let sharded = Rc::new(ShardedTable {
         oid,
         reference: false,
         key_name: key.name.clone(),
@@ -126,7 +126,7 @@ fn shard_table(
         key_family: family,
         colocation_id: 0,
         shards,
-    };
+    });
     move_rows_into_shards(&table, &sharded);
     Spi::run(&format!(
         "TRUNCATE ONLY {0}; ALTER TABLE {0} SET ACCESS METHOD {1}",
@@ -161,7 +161,7 @@ fn reference_table(rel: PgRelation) {
         })
         .collect();
     create_shard_tables(&table, &copies);
-    let reference = ShardedTable {
+    let reference = Rc::new(ShardedTable {
         oid,
         reference: true,
         key_name: String::new(),
@@ -170,7 +170,7 @@ fn reference_table(rel: PgRelation) {
         key_family: KeyFamily::Integer,
         colocation_id: 0,
         shards: copies,
-    };
+    });
     move_rows_into_shards(&table, &reference);
     Spi::run(&format!(
         "TRUNCATE ONLY {0}; ALTER TABLE {0} SET ACCESS METHOD {1}",
@@ -735,7 +735,7 @@ impl TableInfo {
     }
 
     /// CREATE TABLE and CREATE INDEX statements for one shard table.
-    fn shard_ddl(&self, shard: &Shard) -> String {
+    pub(crate) fn shard_ddl(&self, shard: &Shard) -> String {
         let shape = self.shape();
         let tag_indexes = self.tag_indexes();
         let mut elements: Vec<String> = shape
@@ -1144,7 +1144,7 @@ pub(crate) fn run_on_shard_workers(shards: &[Shard], doing: &str, statement: imp
 }
 
 /// Scans the coordinator's table once and copies each row into its shard.
-fn move_rows_into_shards(table: &TableInfo, sharded: &ShardedTable) {
+fn move_rows_into_shards(table: &TableInfo, sharded: &Rc<ShardedTable>) {
     let columns = table.column_list();
     let mut copy = ShardCopy::new(sharded, &columns, COPY_FLUSH_BYTES);
     // SAFETY: a sequential scan of a table this transaction holds AccessExclusiveLock on, with

@@ -77,6 +77,8 @@ write_config() {
     echo "max_connections = 200"
     echo "max_prepared_transactions = 100"
     echo "logging_collector = off"
+    # Shard moves copy with logical replication between workers.
+    echo "wal_level = logical"
     if [ "$name" = coordinator ]; then
       echo "shared_preload_libraries = 'pgshard'"
       echo "pgshard.key_file = '$(master_key_file)'"

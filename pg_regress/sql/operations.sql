@@ -1,0 +1,75 @@
+--
+-- Moving shards online: pgbench TPC-B writes on while a shard group moves to the other
+-- worker; afterwards no row is lost or doubled, the bank invariant holds, and every row is on
+-- the worker pgshard.shard_for names.
+--
+DROP TABLE IF EXISTS pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history;
+\! pgbench -i -s 1 -q -h 127.0.0.1 -p "$PGSHARD_PORT" pgshard > /dev/null 2>&1
+SELECT pgshard.shard_table('pgbench_accounts', 'aid', shard_count => 4);
+-- History is co-located with the accounts: their shards move together.
+SELECT pgshard.shard_table('pgbench_history', 'aid', colocate_with => 'pgbench_accounts');
+SELECT pgshard.shard_table('pgbench_tellers', 'tid', shard_count => 4);
+SELECT pgshard.shard_table('pgbench_branches', 'bid', shard_count => 4);
+\set invariant 'SELECT (SELECT sum(tbalance) FROM pgbench_tellers) = (SELECT sum(abalance) FROM pgbench_accounts) AS tellers_match, (SELECT sum(bbalance) FROM pgbench_branches) = (SELECT sum(abalance) FROM pgbench_accounts) AS branches_match, (SELECT sum(delta) FROM pgbench_history) = (SELECT sum(abalance) FROM pgbench_accounts) AS history_matches'
+\set accounts_intact 'SELECT count(*) AS accounts, count(DISTINCT aid) AS distinct_aids FROM pgbench_accounts'
+-- Rows of the accounts' first shard, counted on the worker that holds it, against shard_for.
+\set where_shard_for_says 'SELECT s.worker, w.result::bigint AS rows_on_worker, w.result::bigint = (SELECT count(*) FROM pgbench_accounts a, LATERAL pgshard.shard_for($$pgbench_accounts$$, a.aid) f WHERE f.shard_id = s.shard_id) AS all_where_shard_for_says FROM pgshard.shards s, LATERAL pgshard.run_command_on_workers(format($$SELECT count(*) FROM %s$$, s.shard_name)) w WHERE s.shard_id = :first_shard AND w.worker = s.worker'
+SELECT min(shard_id) AS first_shard FROM pgshard.shards WHERE table_name = 'pgbench_accounts'::regclass \gset
+:where_shard_for_says;
+
+-- The move, while 4 pgbench clients run TPC-B for 8 seconds.
+\! pgbench -n -c 4 -j 2 -T 8 -h 127.0.0.1 -p "$PGSHARD_PORT" pgshard > "$PGSHARD_CLUSTER_DIR/move_pgbench.log" 2>&1 & sleep 2
+SET client_min_messages = warning;
+SELECT shards_moved, rows_moved > 0 AS moved_rows, write_pause_ms < 5000 AS paused_briefly
+FROM pgshard.move_shard(:first_shard, 'w2');
+RESET client_min_messages;
+\! sleep 7; grep -o "number of failed transactions: [0-9]*" "$PGSHARD_CLUSTER_DIR/move_pgbench.log"; grep -c "aborted" "$PGSHARD_CLUSTER_DIR/move_pgbench.log"
+:accounts_intact;
+SELECT * FROM (:invariant) i;
+SELECT s.table_name, s.worker FROM pgshard.shards s JOIN pgshard.shard t USING (shard_id)
+WHERE t.hash_min = (SELECT hash_min FROM pgshard.shard WHERE shard_id = :first_shard)
+  AND s.table_name IN ('pgbench_accounts'::regclass, 'pgbench_history'::regclass) ORDER BY 1;
+:where_shard_for_says;
+-- Writes after the move go to the new place; the old copy waits as an orphan.
+SELECT min(a.aid) AS moved_aid FROM pgbench_accounts a, LATERAL pgshard.shard_for('pgbench_accounts', a.aid) f
+WHERE f.shard_id = :first_shard \gset
+UPDATE pgbench_accounts SET filler = 'written after the move' WHERE aid = :moved_aid;
+SELECT w.worker, w.result AS written_there FROM pgshard.shards s, LATERAL pgshard.run_command_on_workers(
+  format($$SELECT count(*) FROM %s WHERE aid = %s AND filler LIKE 'written after%%'$$, s.shard_name, :moved_aid)) w
+WHERE s.shard_id = :first_shard ORDER BY 1;
+SELECT w.name AS worker, o.relation FROM pgshard.orphaned_shard o JOIN pgshard.worker w USING (worker_id) ORDER BY 2;
+
+-- Moving back before the cleanup replaces the stale copy, which is no orphan any more.
+SET client_min_messages = warning;
+SELECT shards_moved FROM pgshard.move_shard(:first_shard, 'w1');
+RESET client_min_messages;
+SELECT w.name AS worker, o.relation FROM pgshard.orphaned_shard o JOIN pgshard.worker w USING (worker_id) ORDER BY 2;
+SELECT pgshard.cleanup_orphaned_shards();
+SELECT w.worker, w.result AS copies_of_first_shard FROM pgshard.shards s,
+  LATERAL pgshard.run_command_on_workers(format($$SELECT count(*) FROM pg_class WHERE oid = to_regclass(%L)$$, s.shard_name)) w
+WHERE s.shard_id = :first_shard ORDER BY 1;
+:where_shard_for_says;
+:accounts_intact;
+SELECT * FROM (:invariant) i;
+
+-- Refused: nothing changes.
+SELECT * FROM pgshard.move_shard(:first_shard, 'w1');
+SELECT * FROM pgshard.move_shard(:first_shard, 'nowhere');
+SELECT * FROM pgshard.move_shard(1, 'w2');
+BEGIN;
+SELECT * FROM pgshard.move_shard(:first_shard, 'w2');
+ROLLBACK;
+CREATE TABLE moved_ref (id int PRIMARY KEY);
+SELECT pgshard.reference_table('moved_ref');
+SELECT shard_id AS ref_shard FROM pgshard.shards WHERE table_name = 'moved_ref'::regclass LIMIT 1 \gset
+SELECT * FROM pgshard.move_shard(:ref_shard, 'w2');
+CREATE ROLE regress_mover;
+SET ROLE regress_mover;
+SELECT * FROM pgshard.move_shard(:first_shard, 'w2');
+RESET ROLE;
+DROP ROLE regress_mover;
+DROP TABLE moved_ref;
+-- Nothing was left behind on the workers by the moves.
+SELECT worker, result AS replication_leftovers FROM pgshard.run_command_on_workers(
+  $$SELECT (SELECT count(*) FROM pg_subscription) + (SELECT count(*) FROM pg_publication) + (SELECT count(*) FROM pg_replication_slots) + (SELECT count(*) FROM pg_class WHERE relname LIKE 'pgshard_move%')$$) ORDER BY 1;
+DROP TABLE pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history;

@@ -1,0 +1,501 @@
+//! Growing the cluster: `pgshard.move_shard` moves a shard group (a shard and its co-located
+//! shards) to another worker online, and `pgshard.cleanup_orphaned_shards` drops what moves
+//! leave behind.
+//!
+//! A move copies with PostgreSQL's logical replication between the two workers: a publication
+//! of the group's shard tables on the source, a subscription on the target that copies them and
+//! then streams every later change. Reads and writes go on meanwhile. For the switch, the move
+//! takes the group's write lock (`metadata::lock_shard_group`), which waits for the writers in
+//! flight and holds new ones back; once the target has applied everything (a marker row written
+//! on the source after the pause shows up on the target), the placements change in the caller's
+//! transaction and its commit ends the pause. Writers that waited then write at the new place.
+//! The old shard tables stay on the source, listed in `pgshard.orphaned_shard`, for statements
+//! planned before the switch, until `cleanup_orphaned_shards` drops them.
+//!
+//! If anything fails before the switch, the catalog still names the source, which kept every
+//! write: the move is retried or its leftovers are removed with one call.
+
+use std::time::{Duration, Instant};
+
+use pgrx::prelude::*;
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use crate::error::{require_superuser, spi_failed, PgShardError};
+use crate::metadata::{self, AsSuperuser, Shard, ShardedTable};
+use crate::remote::{self, Worker};
+
+/// How often a move looks at the target's progress while it copies.
+const POLL: Duration = Duration::from_millis(100);
+/// How often it looks for a marker: while writes are paused, every millisecond counts.
+const MARKER_POLL: Duration = Duration::from_millis(2);
+
+/// Moves the shard `shard_id`, with the shards co-located with it, to the worker `to_worker`;
+/// returns how many shards and rows moved, how long writes to them were paused at the switch,
+/// and how long the whole move took.
+#[pg_extern(volatile)]
+fn move_shard(
+    shard_id: i64,
+    to_worker: &str,
+) -> TableIterator<
+    'static,
+    (
+        name!(shards_moved, i32),
+        name!(rows_moved, i64),
+        name!(write_pause_ms, f64),
+        name!(seconds, f64),
+    ),
+> {
+    require_superuser("move shards");
+    // SAFETY: refuses to run inside a transaction block, where the write pause would last
+    // until the caller's COMMIT.
+    unsafe { pg_sys::PreventInTransactionBlock(true, c"pgshard.move_shard()".as_ptr()) };
+    let _superuser = AsSuperuser::enter();
+    let group = ShardGroup::find(shard_id);
+    let target = crate::workers::all_workers()
+        .into_iter()
+        .find(|w| w.name == to_worker)
+        .unwrap_or_else(|| {
+            refuse(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+                format!("worker \"{to_worker}\" does not exist"),
+                "pgshard.workers lists the registered workers.",
+            )
+        });
+    let source = group.shards[0].1.worker.clone();
+    if source.id == target.id {
+        refuse(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("shard {shard_id} is already on worker \"{to_worker}\""),
+            "pgshard.shards shows where each shard is.",
+        )
+    }
+    let name = format!("pgshard_move_{shard_id}");
+    let marker = format!("public.{name}_marker");
+    let moving = Move {
+        source: source.clone(),
+        target: target.clone(),
+        name: name.clone(),
+        marker: marker.clone(),
+        target_tables: group.shards.iter().map(|(_, s)| s.relation.clone()).collect(),
+    };
+    // Leftovers of an earlier attempt that failed.
+    moving.clean_up();
+    let started = Instant::now();
+    let result = pgrx::PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
+        group.copy_and_switch(&moving, shard_id)
+    }))
+    .catch_others(|error| {
+        moving.clean_up();
+        error.rethrow()
+    })
+    .execute();
+    moving.clean_up_replication();
+    let seconds = started.elapsed().as_secs_f64();
+    let pause_ms = result.pause.as_secs_f64() * 1000.0;
+    notice(&format!(
+        "moved shard group of shard {shard_id} ({} shard{}, {} rows) from worker \"{}\" to \"{}\" in {seconds:.1} s; writes to it were paused for {pause_ms:.0} ms",
+        group.shards.len(),
+        if group.shards.len() == 1 { "" } else { "s" },
+        result.rows,
+        source.name,
+        target.name,
+    ));
+    TableIterator::once((group.shards.len() as i32, result.rows, pause_ms, seconds))
+}
+
+/// Drops the shard tables that moves left on their old workers; returns how many. Statements
+/// planned before a move may still read them for a moment, so only those orphaned at least
+/// `min_age` ago are dropped.
+#[pg_extern(volatile)]
+fn cleanup_orphaned_shards(min_age: default!(pgrx::datum::Interval, "'0'")) -> i64 {
+    require_superuser("clean up shards");
+    let _superuser = AsSuperuser::enter();
+    let orphans: Vec<(i32, String)> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT worker_id, relation FROM pgshard.orphaned_shard \
+                 WHERE orphaned_at <= now() - $1 ORDER BY worker_id, relation",
+                None,
+                &[min_age.into()],
+            )?
+            .into_iter()
+            .map(|row| {
+                Ok((
+                    row.get::<i32>(1)?.expect("NOT NULL"),
+                    row.get::<String>(2)?.expect("NOT NULL"),
+                ))
+            })
+            .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
+    })
+    .unwrap_or_else(|e| spi_failed("could not read pgshard.orphaned_shard", e));
+    if orphans.is_empty() {
+        return 0;
+    }
+    let workers = crate::workers::all_workers();
+    let shards: Vec<Shard> = orphans
+        .iter()
+        .filter_map(|(worker_id, relation)| {
+            let worker = workers.iter().find(|w| w.id == *worker_id)?;
+            Some(Shard {
+                id: 0,
+                range: pgshard_core::hashing::uniform_ranges(1)[0],
+                worker: worker.clone(),
+                relation: relation.clone(),
+            })
+        })
+        .collect();
+    crate::tables::run_on_shard_workers(&shards, "drop moved shards on", |shard| {
+        format!("DROP TABLE IF EXISTS {};", shard.relation)
+    });
+    for (worker_id, relation) in &orphans {
+        Spi::run_with_args(
+            "DELETE FROM pgshard.orphaned_shard WHERE worker_id = $1 AND relation = $2",
+            &[(*worker_id).into(), relation.as_str().into()],
+        )
+        .unwrap_or_else(|e| spi_failed("could not update pgshard.orphaned_shard", e));
+    }
+    orphans.len() as i64
+}
+
+/// The shards that move together: one per table of the co-location group, with one hash range.
+struct ShardGroup {
+    /// (table, its shard), in table oid order.
+    shards: Vec<(std::rc::Rc<ShardedTable>, Shard)>,
+}
+
+/// What a finished copy and switch report.
+struct Moved {
+    rows: i64,
+    pause: Duration,
+}
+
+impl ShardGroup {
+    fn find(shard_id: i64) -> ShardGroup {
+        let table_oid = Spi::get_one_with_args::<pg_sys::Oid>(
+            "SELECT table_oid::oid FROM pgshard.shard WHERE shard_id = $1",
+            &[shard_id.into()],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| {
+            refuse(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+                format!("shard {shard_id} does not exist"),
+                "pgshard.shards lists the shards.",
+            )
+        });
+        let table = metadata::sharded_table(table_oid).expect("a shard's table is distributed");
+        if table.reference {
+            refuse(
+                PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+                format!(
+                    "shard {shard_id} is a copy of reference table {}: every worker has one",
+                    metadata::qualified_name(table_oid)
+                ),
+                "Reference tables are copied to new workers by pgshard.add_worker.",
+            )
+        }
+        let range = table
+            .shards
+            .iter()
+            .find(|s| s.id == shard_id)
+            .expect("the shard is in its table")
+            .range;
+        let mut shards = Vec::new();
+        for oid in metadata::sharded_table_oids() {
+            let Some(member) = metadata::sharded_table(oid) else {
+                continue;
+            };
+            if member.reference || member.colocation_id != table.colocation_id {
+                continue;
+            }
+            // SAFETY: the lock moves take: it conflicts with another move, DDL and TRUNCATE of
+            // the table, not with reads and writes.
+            let locked = unsafe {
+                pg_sys::ConditionalLockRelationOid(oid, pg_sys::ShareUpdateExclusiveLock as i32)
+            };
+            if !locked {
+                refuse(
+                    PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
+                    format!(
+                        "cannot move shard {shard_id}: {} is being changed by another operation",
+                        metadata::qualified_name(oid)
+                    ),
+                    "Wait for the other move, schema change or TRUNCATE to finish, then retry.",
+                )
+            }
+            let has_keys = Spi::get_one_with_args::<bool>(
+                "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE contype = 'f' \
+                 AND (conrelid = $1 OR confrelid = $1))",
+                &[oid.into()],
+            )
+            .ok()
+            .flatten()
+            .unwrap_or(false);
+            if has_keys {
+                refuse(
+                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    format!(
+                        "cannot move shard {shard_id}: {} has foreign keys, which moves do not carry yet",
+                        metadata::qualified_name(oid)
+                    ),
+                    "Drop the foreign keys, move the shard, and add them again.",
+                )
+            }
+            let shard = member
+                .shards
+                .iter()
+                .find(|s| s.range == range)
+                .expect("co-located tables share their ranges")
+                .clone();
+            shards.push((member, shard));
+        }
+        ShardGroup { shards }
+    }
+
+    /// Creates the shard tables on the target, copies and streams the rows, pauses the group's
+    /// writes, waits for the last change, and switches the placements (in this transaction).
+    fn copy_and_switch(&self, moving: &Move, shard_id: i64) -> Moved {
+        let source = Direct::open(&moving.source);
+        let target = Direct::open(&moving.target);
+        notice(&format!(
+            "move of shard {shard_id}: creating {} shard table{} on worker \"{}\"",
+            self.shards.len(),
+            if self.shards.len() == 1 { "" } else { "s" },
+            moving.target.name
+        ));
+        let mut ddl = String::new();
+        for (table, shard) in &self.shards {
+            let on_target = Shard {
+                worker: moving.target.clone(),
+                ..shard.clone()
+            };
+            ddl.push_str(&crate::tables::describe(table.oid).shard_ddl(&on_target));
+        }
+        let marker_ddl = format!("CREATE TABLE {} (v bigint);", moving.marker);
+        target.run(&format!("{ddl}{marker_ddl}"), "create shards on");
+        // Logical replication needs a replica identity to send UPDATE and DELETE: a shard
+        // without a primary key sends whole rows while it is published.
+        let mut identities = String::new();
+        for (table, shard) in &self.shards {
+            let keyed = Spi::get_one_with_args::<bool>(
+                "SELECT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = $1 AND indisprimary)",
+                &[table.oid.into()],
+            )
+            .ok()
+            .flatten()
+            .unwrap_or(false);
+            if !keyed {
+                identities.push_str(&format!("ALTER TABLE {} REPLICA IDENTITY FULL;", shard.relation));
+            }
+        }
+        if !identities.is_empty() {
+            source.run(&identities, "prepare shards on");
+        }
+        source.run(
+            &format!(
+                "{marker_ddl} CREATE PUBLICATION {} FOR TABLE {}, {};",
+                moving.name,
+                moving.target_tables.join(", "),
+                moving.marker
+            ),
+            "publish shards on",
+        );
+        notice(&format!(
+            "move of shard {shard_id}: copying rows from worker \"{}\" (reads and writes go on)",
+            moving.source.name
+        ));
+        target.run(
+            &format!(
+                "CREATE SUBSCRIPTION {0} CONNECTION {1} PUBLICATION {0} WITH (slot_name = {0})",
+                moving.name,
+                pgshard_core::layout::quote_literal(&moving.source.conninfo)
+            ),
+            "subscribe on",
+        );
+        let tables = self.shards.len() + 1;
+        loop {
+            let ready = target.first_value(
+                &format!(
+                    "SELECT count(*) FILTER (WHERE r.srsubstate = 'r') FROM pg_subscription s \
+                     JOIN pg_subscription_rel r ON r.srsubid = s.oid WHERE s.subname = '{}'",
+                    moving.name
+                ),
+                "follow the copy on",
+            );
+            if ready.as_deref() == Some(tables.to_string().as_str()) {
+                break;
+            }
+            target.sleep(POLL);
+        }
+        notice(&format!(
+            "move of shard {shard_id}: rows copied; catching up with the changes made meanwhile"
+        ));
+        moving.wait_for_marker(&source, &target, 1);
+        // The switch: writers of the group wait from here until this transaction commits.
+        let paused = Instant::now();
+        let (first_table, _) = &self.shards[0];
+        let index = first_table
+            .shards
+            .iter()
+            .position(|s| s.id == self.shards[0].1.id)
+            .expect("the shard is in its table");
+        metadata::lock_shard_group(first_table, index, pg_sys::ExclusiveLock);
+        moving.wait_for_marker(&source, &target, 2);
+        let mut rows = 0;
+        for (_, shard) in &self.shards {
+            rows += target
+                .first_value(&format!("SELECT count(*) FROM {}", shard.relation), "count rows on")
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0);
+            Spi::run_with_args(
+                "UPDATE pgshard.placement SET worker_id = $2 WHERE shard_id = $1 AND worker_id = $3",
+                &[shard.id.into(), moving.target.id.into(), moving.source.id.into()],
+            )
+            .unwrap_or_else(|e| spi_failed("could not switch the placement", e));
+            // The old table is now an orphan; a stale orphan of the same name on the target
+            // (left by an earlier move away from it, and replaced above) no longer is.
+            Spi::run_with_args(
+                "DELETE FROM pgshard.orphaned_shard WHERE worker_id = $1 AND relation = $2",
+                &[moving.target.id.into(), shard.relation.as_str().into()],
+            )
+            .unwrap_or_else(|e| spi_failed("could not update pgshard.orphaned_shard", e));
+            Spi::run_with_args(
+                "INSERT INTO pgshard.orphaned_shard (worker_id, relation) VALUES ($1, $2) \
+                 ON CONFLICT DO NOTHING",
+                &[moving.source.id.into(), shard.relation.as_str().into()],
+            )
+            .unwrap_or_else(|e| spi_failed("could not record the old shard", e));
+        }
+        Moved {
+            rows,
+            pause: paused.elapsed(),
+        }
+    }
+}
+
+/// The names a move creates on the two workers.
+struct Move {
+    source: Worker,
+    target: Worker,
+    /// Publication, subscription and replication slot.
+    name: String,
+    /// A one-column table, published with the shards, whose rows mark a point in the source's
+    /// changes.
+    marker: String,
+    /// The group's shard tables (their names are the same on the target).
+    target_tables: Vec<String>,
+}
+
+impl Move {
+    /// Writes marker `round` on the source and waits until the target has applied it: every
+    /// change committed on the source before it has then been applied too (logical
+    /// replication applies in commit order).
+    fn wait_for_marker(&self, source: &Direct, target: &Direct, round: i64) {
+        source.run(
+            &format!("INSERT INTO {} VALUES ({round})", self.marker),
+            "mark the changes on",
+        );
+        loop {
+            let seen = target.first_value(
+                &format!("SELECT count(*) FROM {} WHERE v = {round}", self.marker),
+                "follow the changes on",
+            );
+            if seen.as_deref() == Some("1") {
+                return;
+            }
+            target.sleep(MARKER_POLL);
+        }
+    }
+
+    /// Removes the subscription (and with it the replication slot), the publication and the
+    /// markers; the shard tables on the target stay (they are the new placement).
+    fn clean_up_replication(&self) {
+        remote::run_best_effort(
+            &self.target,
+            &[
+                format!("DROP SUBSCRIPTION IF EXISTS {}", self.name),
+                format!("DROP TABLE IF EXISTS {}", self.marker),
+            ],
+        );
+        remote::run_best_effort(
+            &self.source,
+            &[
+                format!("DROP PUBLICATION IF EXISTS {}", self.name),
+                format!("DROP TABLE IF EXISTS {}", self.marker),
+                format!(
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+                     WHERE slot_name = '{}' AND NOT active",
+                    self.name
+                ),
+            ],
+        );
+    }
+
+    /// Removes everything an unfinished move made: replication, and the shard tables on the
+    /// target, which no placement names (the catalog still points at the source).
+    fn clean_up(&self) {
+        // A subscription whose source cannot be reached is dropped without its slot.
+        remote::run_best_effort(
+            &self.target,
+            &[
+                format!("ALTER SUBSCRIPTION {} DISABLE", self.name),
+                format!("DROP SUBSCRIPTION IF EXISTS {}", self.name),
+                format!("ALTER SUBSCRIPTION {} SET (slot_name = NONE)", self.name),
+                format!("DROP SUBSCRIPTION IF EXISTS {}", self.name),
+            ],
+        );
+        self.clean_up_replication();
+        let drops: Vec<String> = self
+            .target_tables
+            .iter()
+            .map(|t| format!("DROP TABLE IF EXISTS {t}"))
+            .collect();
+        remote::run_best_effort(&self.target, &drops);
+    }
+}
+
+/// A connection to one worker outside the coordinator's transaction: each statement commits
+/// on its own (logical replication is set up that way).
+struct Direct {
+    worker: Worker,
+    client: Client,
+}
+
+impl Direct {
+    fn open(worker: &Worker) -> Direct {
+        match remote::wait(remote::cached_or_new(worker), &[]) {
+            Ok((client, _)) => Direct {
+                worker: worker.clone(),
+                client,
+            },
+            Err(e) => e.raise_for(&worker.name, "connect to"),
+        }
+    }
+
+    fn run(&self, sql: &str, doing: &str) -> Vec<SimpleQueryMessage> {
+        let token = [self.client.cancel_token()];
+        remote::wait(self.client.simple_query(sql), &token)
+            .unwrap_or_else(|e| remote::query_error(&e).raise_for(&self.worker.name, doing))
+    }
+
+    fn first_value(&self, sql: &str, doing: &str) -> Option<String> {
+        self.run(sql, doing).into_iter().find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+            _ => None,
+        })
+    }
+
+    /// Waits, answering interrupts (a cancelled move stops here).
+    fn sleep(&self, pause: Duration) {
+        remote::wait(async { tokio::time::sleep(pause).await }, &[]);
+    }
+}
+
+fn notice(message: &str) {
+    pgrx::notice!("{message}");
+}
+
+fn refuse(code: PgSqlErrorCode, message: String, hint: &str) -> ! {
+    PgShardError::new(code, message).hint(hint).raise()
+}
