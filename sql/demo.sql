@@ -70,3 +70,18 @@ EXPLAIN (COSTS OFF) SELECT u.user_id, p.label FROM t_user u JOIN t_plan p ON p.p
 \echo '== The data keys (wrapped by the master key of pgshard.key_file) and what they protect:'
 SELECT key_id, state FROM pgshard.data_keys ORDER BY key_id;
 SELECT * FROM pgshard.key_usage;
+
+\echo '== Growing the cluster: a third worker joins, and a rebalance moves shards onto it online.'
+\! tests/cluster.sh start-node 3
+SELECT pgshard.add_worker('w3', format('host=127.0.0.1 port=%s dbname=pgshard user=postgres',
+                                       current_setting('port')::int + 3))
+WHERE NOT EXISTS (SELECT FROM pgshard.workers WHERE name = 'w3');
+SELECT worker, count(*) AS shards FROM pgshard.shards WHERE table_name = 't_user'::regclass GROUP BY 1 ORDER BY 1;
+\echo '== The plan first (dry run), then the moves, each online, each committed on its own.'
+CALL pgshard.rebalance(dry_run => true);
+CALL pgshard.rebalance();
+SELECT worker, count(*) AS shards FROM pgshard.shards WHERE table_name = 't_user'::regclass GROUP BY 1 ORDER BY 1;
+SELECT * FROM t_user WHERE user_id IN (1, 4, 9) ORDER BY user_id;
+\echo '== The old copies stay until no statement can be reading them; then:'
+SELECT pgshard.cleanup_orphaned_shards() AS old_copies_dropped;
+

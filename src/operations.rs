@@ -499,3 +499,136 @@ fn notice(message: &str) {
 fn refuse(code: PgSqlErrorCode, message: String, hint: &str) -> ! {
     PgShardError::new(code, message).hint(hint).raise()
 }
+
+extension_sql!(
+    r#"
+CREATE PROCEDURE pgshard.rebalance(dry_run boolean DEFAULT false)
+LANGUAGE plpgsql AS $$
+DECLARE
+    planned record;
+    moved record;
+    moves int := 0;
+BEGIN
+    FOR planned IN SELECT * FROM pgshard.rebalance_plan() LOOP
+        moves := moves + 1;
+        IF dry_run THEN
+            RAISE NOTICE 'planned: move shard % (%; % bytes) from % to %', planned.shard_id,
+                planned.tables, planned.bytes, planned.from_worker, planned.to_worker;
+        ELSE
+            SELECT * INTO moved FROM pgshard.move_shard(planned.shard_id, planned.to_worker);
+            RAISE NOTICE 'moved shard % (%) from % to %: % rows, writes paused % ms',
+                planned.shard_id, planned.tables, planned.from_worker, planned.to_worker,
+                moved.rows_moved, round(moved.write_pause_ms::numeric);
+            -- Each move commits on its own: a later failure keeps the earlier ones.
+            COMMIT;
+        END IF;
+    END LOOP;
+    IF moves = 0 THEN
+        RAISE NOTICE 'the workers hold fair shares already: nothing to move';
+    END IF;
+END $$;
+REVOKE EXECUTE ON PROCEDURE pgshard.rebalance(boolean) FROM PUBLIC;
+
+CREATE PROCEDURE pgshard.drain_worker(name text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    planned record;
+    moved record;
+BEGIN
+    FOR planned IN SELECT * FROM pgshard.rebalance_plan(drain => name) LOOP
+        SELECT * INTO moved FROM pgshard.move_shard(planned.shard_id, planned.to_worker);
+        RAISE NOTICE 'moved shard % (%) from % to %: % rows, writes paused % ms',
+            planned.shard_id, planned.tables, planned.from_worker, planned.to_worker,
+            moved.rows_moved, round(moved.write_pause_ms::numeric);
+        COMMIT;
+    END LOOP;
+    RAISE NOTICE 'worker % holds no shard now; pgshard.remove_worker(%) removes it', name, quote_literal(name);
+END $$;
+REVOKE EXECUTE ON PROCEDURE pgshard.drain_worker(text) FROM PUBLIC;
+"#,
+    name = "rebalance_procedures",
+    requires = [rebalance_plan, move_shard]
+);
+
+/// The moves that would give every worker a fair share of the bytes (or, with `drain`, empty
+/// that worker onto the others): one row per shard group to move, in order.
+#[pg_extern(volatile)]
+fn rebalance_plan(
+    drain: default!(Option<&str>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(shard_id, i64),
+        name!(tables, String),
+        name!(from_worker, String),
+        name!(to_worker, String),
+        name!(bytes, i64),
+    ),
+> {
+    require_superuser("plan shard moves");
+    let _superuser = AsSuperuser::enter();
+    let workers = crate::workers::all_workers();
+    let draining: Vec<usize> = match drain {
+        None => Vec::new(),
+        Some(name) => match workers.iter().position(|w| w.name == name) {
+            Some(index) => vec![index],
+            None => refuse(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+                format!("worker \"{name}\" does not exist"),
+                "pgshard.workers lists the registered workers.",
+            ),
+        },
+    };
+    // One row per shard group: a representative shard, its tables, its worker, its bytes.
+    let rows: Vec<(i64, String, i32, i64)> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT min(s.shard_id), string_agg(DISTINCT s.table_oid::text, ', '), \
+                   min(p.worker_id), coalesce(sum(z.bytes), 0)::bigint \
+                 FROM pgshard.shard s JOIN pgshard.sharded_table t USING (table_oid) \
+                 JOIN pgshard.placement p USING (shard_id) \
+                 LEFT JOIN pgshard.shard_sizes() z ON z.shard_id = s.shard_id \
+                 WHERE t.kind = 'hash' GROUP BY t.colocation_id, s.hash_min ORDER BY 1",
+                None,
+                &[],
+            )?
+            .into_iter()
+            .map(|row| {
+                Ok((
+                    row.get::<i64>(1)?.expect("NOT NULL"),
+                    row.get::<String>(2)?.unwrap_or_default(),
+                    row.get::<i32>(3)?.expect("NOT NULL"),
+                    row.get::<i64>(4)?.unwrap_or(0),
+                ))
+            })
+            .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
+    })
+    .unwrap_or_else(|e| spi_failed("could not read the shards", e));
+    let tables: std::collections::HashMap<i64, String> =
+        rows.iter().map(|(id, t, _, _)| (*id, t.clone())).collect();
+    let groups: Vec<pgshard_core::rebalance::Group> = rows
+        .iter()
+        .filter_map(|(shard_id, _, worker_id, bytes)| {
+            Some(pgshard_core::rebalance::Group {
+                shard_id: *shard_id,
+                worker: workers.iter().position(|w| w.id == *worker_id)?,
+                bytes: (*bytes).max(0) as u64,
+            })
+        })
+        .collect();
+    let moves = pgshard_core::rebalance::plan(&groups, workers.len(), &draining);
+    TableIterator::new(
+        moves
+            .into_iter()
+            .map(|m| {
+                (
+                    m.shard_id,
+                    tables.get(&m.shard_id).cloned().unwrap_or_default(),
+                    workers[m.from].name.clone(),
+                    workers[m.to].name.clone(),
+                    m.bytes as i64,
+                )
+            })
+            .collect::<Vec<_>>(),
+    )
+}

@@ -5,6 +5,8 @@
 #   tests/cluster.sh start    create what is missing, (re)start every node, register workers
 #   tests/cluster.sh stop     stop every node of the cluster; no server process is left behind
 #   tests/cluster.sh clean    stop, then delete the data directories
+#   tests/cluster.sh start-node N   create and start worker node N (port PGSHARD_PORT + N) without
+#                             registering it: for `pgshard.add_worker` to show growing the cluster
 #
 # Environment:
 #   PGSHARD_PORT         coordinator port (default 55432); worker i listens on PGSHARD_PORT + i
@@ -157,8 +159,10 @@ refresh_extension() {
     psql_node "$PORT" -d "$DB" -c "DROP EXTENSION IF EXISTS pgshard CASCADE"
     # The metadata is gone, so the workers' shard tables and prepared transactions are strays:
     # start the workers' databases afresh too.
-    local i wport gid
-    for i in $(seq 1 "$WORKERS"); do
+    local data i wport gid
+    for data in "$DIR"/worker_*/; do
+      [ -f "$data/PG_VERSION" ] || continue
+      i=$(basename "$data"); i=${i#worker_}
       wport=$((PORT + i))
       for gid in $(psql_node "$wport" -d "$DB" -tAc "SELECT gid FROM pg_prepared_xacts WHERE database = current_database()" 2>/dev/null); do
         psql_node "$wport" -d "$DB" -c "ROLLBACK PREPARED '$gid'" >/dev/null
@@ -181,6 +185,12 @@ start() {
     if [ -z "$(psql_node "$port" -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'")" ]; then
       psql_node "$port" -d postgres -c "CREATE DATABASE $DB"
     fi
+  done
+  # Worker nodes added later with start-node (registered by hand) start with the cluster.
+  for data in "$DIR"/worker_*/; do
+    local extra
+    extra=$(basename "$data")
+    [ -f "$data/PG_VERSION" ] && [ "${extra#worker_}" -gt "$WORKERS" ] && start_node "$extra"
   done
   refresh_extension
   for i in $(seq 1 "$WORKERS"); do
@@ -206,5 +216,13 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   clean) stop; rm -rf "$DIR" ;;
-  *) echo "usage: $0 start|stop|clean" >&2; exit 2 ;;
+  start-node)
+    [ -n "${2:-}" ] || { echo "usage: $0 start-node N" >&2; exit 2; }
+    start_node "worker_$2"
+    port=$(node_port "worker_$2")
+    if [ -z "$(psql_node "$port" -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'")" ]; then
+      psql_node "$port" -d postgres -c "CREATE DATABASE $DB"
+    fi
+    echo "worker node $2 is up on 127.0.0.1:$port (not registered)" ;;
+  *) echo "usage: $0 start|stop|clean|start-node N" >&2; exit 2 ;;
 esac

@@ -53,7 +53,8 @@ WHERE s.shard_id = :first_shard ORDER BY 1;
 SELECT * FROM (:invariant) i;
 
 -- Refused: nothing changes.
-SELECT * FROM pgshard.move_shard(:first_shard, 'w1');
+SELECT worker AS first_worker FROM pgshard.shards WHERE shard_id = :first_shard \gset
+SELECT * FROM pgshard.move_shard(:first_shard, :'first_worker');
 SELECT * FROM pgshard.move_shard(:first_shard, 'nowhere');
 SELECT * FROM pgshard.move_shard(1, 'w2');
 BEGIN;
@@ -69,6 +70,28 @@ SELECT * FROM pgshard.move_shard(:first_shard, 'w2');
 RESET ROLE;
 DROP ROLE regress_mover;
 DROP TABLE moved_ref;
+-- Draining a worker under the same load moves every shard group off it, move by move;
+-- rebalancing then spreads them again by size.
+\! pgbench -n -c 4 -j 2 -T 8 -h 127.0.0.1 -p "$PGSHARD_PORT" pgshard > "$PGSHARD_CLUSTER_DIR/drain_pgbench.log" 2>&1 & sleep 1
+SET client_min_messages = warning;
+CALL pgshard.drain_worker('w2');
+RESET client_min_messages;
+\! sleep 8; grep -o "number of failed transactions: [0-9]*" "$PGSHARD_CLUSTER_DIR/drain_pgbench.log"; grep -c "aborted" "$PGSHARD_CLUSTER_DIR/drain_pgbench.log"
+SELECT worker, count(*) AS shards FROM pgshard.shards WHERE table_name::text LIKE 'pgbench%' GROUP BY 1 ORDER BY 1;
+:accounts_intact;
+SELECT * FROM (:invariant) i;
+SELECT count(*) > 0 AS moves_planned FROM pgshard.rebalance_plan();
+SET client_min_messages = warning;
+CALL pgshard.rebalance();
+RESET client_min_messages;
+SELECT count(DISTINCT worker) AS workers_with_shards,
+       max(bytes) < 2 * min(bytes) AS within_a_factor_two
+FROM (SELECT worker, sum(bytes) AS bytes FROM pgshard.shards GROUP BY 1) b;
+:accounts_intact;
+SELECT * FROM (:invariant) i;
+SELECT pgshard.cleanup_orphaned_shards() > 0 AS old_copies_dropped;
+SELECT * FROM pgshard.rebalance_plan(drain => 'nowhere');
+
 -- Nothing was left behind on the workers by the moves.
 SELECT worker, result AS replication_leftovers FROM pgshard.run_command_on_workers(
   $$SELECT (SELECT count(*) FROM pg_subscription) + (SELECT count(*) FROM pg_publication) + (SELECT count(*) FROM pg_replication_slots) + (SELECT count(*) FROM pg_class WHERE relname LIKE 'pgshard_move%')$$) ORDER BY 1;
