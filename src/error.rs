@@ -55,7 +55,7 @@ pub fn require_superuser(action: &str) {
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!("permission denied to {action}"),
         )
-        .hint("Only superusers can manage pgshard workers.")
+        .hint("Only superusers can manage pgshard's workers, shards and keys.")
         .raise()
     }
 }

@@ -29,6 +29,7 @@ mod rows;
 mod scan;
 mod shard_copy;
 mod shell;
+mod stats;
 mod tables;
 mod utility;
 mod workers;
@@ -53,6 +54,7 @@ pub extern "C-unwind" fn _PG_init() {
     scan::register();
     modify::register();
     if preloading {
+        stats::init();
         planner::install();
         utility::install();
         recovery::register_launcher();

@@ -478,6 +478,7 @@ impl ModifyExec {
         }
         let indexes: Vec<usize> = statements.iter().map(|(i, _)| *i).collect();
         self.table = metadata::lock_for_writing(&self.table, &indexes);
+        crate::stats::count(indexes.iter().map(|&i| self.table.shards[i].id), true);
         let workers = workers_of(statements.iter().map(|(i, _)| &self.table.shards[*i]));
         let mut connections = xact::connections(&workers, Access::Write);
         let tokens: Vec<_> = connections

@@ -585,6 +585,7 @@ impl RemoteRows {
     /// Sends every task's query (workers concurrently; a worker's tasks pipelined on its one
     /// connection).
     pub fn start(tasks: Vec<Task>, access: Access) -> Self {
+        crate::stats::count(tasks.iter().map(|t| t.shard.id), access == Access::Write);
         let workers = workers_of(tasks.iter().map(|t| &t.shard));
         let worker_ids: Vec<i32> = workers.iter().map(|w| w.id).collect();
         for earlier in unfinished_reads_on(&worker_ids, None) {

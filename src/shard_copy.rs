@@ -62,6 +62,7 @@ impl<'a> ShardCopy<'a> {
             return;
         }
         let table = crate::metadata::lock_for_writing(self.table, &ready);
+        crate::stats::count(ready.iter().map(|&i| table.shards[i].id), true);
         let shards = &table.shards;
         let workers = crate::execution::workers_of(ready.iter().map(|&i| &shards[i]));
         let mut connections = xact::connections(&workers, Access::Write);

@@ -68,7 +68,6 @@ CREATE ROLE regress_mover;
 SET ROLE regress_mover;
 SELECT * FROM pgshard.move_shard(:first_shard, 'w2');
 RESET ROLE;
-DROP ROLE regress_mover;
 DROP TABLE moved_ref;
 -- Draining a worker under the same load moves every shard group off it, move by move;
 -- rebalancing then spreads them again by size.
@@ -95,4 +94,20 @@ SELECT * FROM pgshard.rebalance_plan(drain => 'nowhere');
 -- Nothing was left behind on the workers by the moves.
 SELECT worker, result AS replication_leftovers FROM pgshard.run_command_on_workers(
   $$SELECT (SELECT count(*) FROM pg_subscription) + (SELECT count(*) FROM pg_publication) + (SELECT count(*) FROM pg_replication_slots) + (SELECT count(*) FROM pg_class WHERE relname LIKE 'pgshard_move%')$$) ORDER BY 1;
+-- Shard statistics: the statements routed to each shard since the reset (shared memory, all
+-- sessions), and the shards far above their table's mean.
+SELECT pgshard.reset_shard_stats();
+SELECT shard_id AS hot_shard FROM pgshard.shard_for('pgbench_accounts', 1) \gset
+DO $$ BEGIN FOR i IN 1..20 LOOP PERFORM abalance FROM pgbench_accounts WHERE aid = 1; END LOOP; END $$;
+UPDATE pgbench_accounts SET filler = filler WHERE aid = 1;
+SELECT count(*) FROM pgbench_accounts;
+SELECT shard_id = :hot_shard AS hot_shard, reads, writes, statements, bytes > 0 AS sized
+FROM pgshard.shard_stats WHERE table_name = 'pgbench_accounts'::regclass ORDER BY 1 DESC, shard_id;
+SELECT shard_id = :hot_shard AS hot_shard, load_vs_mean FROM pgshard.hotspots
+WHERE table_name = 'pgbench_accounts'::regclass AND why LIKE '%load%';
+SET ROLE regress_mover;
+SELECT count(*) > 0 AS anyone_can_look FROM pgshard.shard_stats;
+SELECT pgshard.reset_shard_stats();
+RESET ROLE;
+DROP ROLE regress_mover;
 DROP TABLE pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history;

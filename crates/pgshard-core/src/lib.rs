@@ -10,6 +10,7 @@ pub mod layout;
 pub mod rebalance;
 pub mod reference;
 pub mod sqlstate;
+pub mod stats;
 pub mod twophase;
 
 /// An error's message followed by those of its causes that it does not already include.
