@@ -618,7 +618,7 @@ fn reshape_shards(
         script
     };
     if concurrently {
-        run_outside_transactions(&sharded, &steps, &schema, render);
+        run_concurrently_on_shards(&sharded, &steps, &schema, render);
     } else {
         tables::run_on_shard_workers(&sharded.shards, "change shards on", |shard| {
             render(shard).concat()
@@ -631,7 +631,7 @@ fn reshape_shards(
 fn check_keys(table: &TableInfo, sharded: &ShardedTable, steps: &[Change]) {
     let adds_unique = steps
         .iter()
-        .any(|s| matches!(s, Change::AddConstraint(_) | Change::AddIndex(_) | Change::SetType(_)));
+        .any(|s| matches!(s, Change::AddConstraint(_) | Change::AddIndex(_)));
     if adds_unique && !sharded.reference {
         if let Some(offender) = table.unique_without_key(sharded.key_attnum) {
             PgShardError::new(
@@ -667,12 +667,11 @@ fn column_fills(table: &TableInfo, steps: &[Change]) -> HashMap<i16, String> {
         )
         .unwrap_or_else(|e| spi_failed("could not read the new column", e));
         let (missing, expression, identity) = default;
-        let encrypted = column.shard_type == "bytea"
-            && crate::encryption::kind_of_type(
-                // SAFETY: a catalog lookup of a column that exists.
-                unsafe { pg_sys::get_atttype(table.oid, column.attnum) },
-            )
-            .is_some();
+        let encrypted = crate::encryption::kind_of_type(
+            // SAFETY: a catalog lookup of a column that exists.
+            unsafe { pg_sys::get_atttype(table.oid, column.attnum) },
+        )
+        .is_some();
         let per_row = identity == Some(true)
             || (expression.is_some() && (missing != Some(true) || encrypted));
         if per_row {
@@ -834,7 +833,7 @@ fn key_table(oid: pg_sys::Oid) -> KeyTable {
 /// after another. When a shard fails, the shard indexes built so far are dropped again and the
 /// error raised, which leaves the coordinator's index invalid, as a failed CREATE INDEX
 /// CONCURRENTLY does in PostgreSQL.
-fn run_outside_transactions(
+fn run_concurrently_on_shards(
     sharded: &ShardedTable,
     steps: &[Change],
     schema: &str,
@@ -873,9 +872,12 @@ fn run_outside_transactions(
     error.raise_for(&worker, "build an index concurrently on")
 }
 
-/// Resolves a relation without locking it; `None` when it does not exist (PostgreSQL's own
-/// statement then reports that, or honours IF EXISTS).
-unsafe fn relation_oid(relation: *mut pg_sys::RangeVar) -> Option<pg_sys::Oid> {
+/// Resolves a relation without locking it; `None` when it is NULL or does not exist
+/// (PostgreSQL's own statement then reports that, or honours IF EXISTS).
+///
+/// # Safety
+/// `relation` must be NULL or a valid RangeVar.
+pub unsafe fn relation_oid(relation: *mut pg_sys::RangeVar) -> Option<pg_sys::Oid> {
     if relation.is_null() {
         return None;
     }

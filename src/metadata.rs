@@ -275,17 +275,23 @@ fn ensure_loaded() -> Option<()> {
 /// is an advisory-type lock of the coordinator (class 0x7067, "pg"), distinct from the
 /// `pg_advisory_lock` ones (classes 1 and 2), and it shows in `pg_locks`.
 pub fn lock_reference_writes(table: pg_sys::Oid) {
+    lock_coordinator(table.to_u32(), 0, 0x7067, pg_sys::ExclusiveLock);
+}
+
+/// Takes a transaction-scoped advisory-type lock of this database on the coordinator, in a
+/// class of pgshard's own (`class`, shown as `objsubid` in `pg_locks`).
+fn lock_coordinator(key1: u32, key2: u32, class: u16, mode: u32) {
     let tag = pg_sys::LOCKTAG {
         // SAFETY: a global of this backend.
         locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
-        locktag_field2: table.to_u32(),
-        locktag_field3: 0,
-        locktag_field4: 0x7067,
+        locktag_field2: key1,
+        locktag_field3: key2,
+        locktag_field4: class,
         locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
         locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
     };
     // SAFETY: a transaction-scoped lock; an interrupt while waiting raises as usual.
-    unsafe { pg_sys::LockAcquire(&tag, pg_sys::ExclusiveLock as i32, false, false) };
+    unsafe { pg_sys::LockAcquire(&tag, mode as i32, false, false) };
 }
 
 /// Locks the writes of one shard group (the shards of a co-location group with one hash range)
@@ -295,17 +301,8 @@ pub fn lock_reference_writes(table: pg_sys::Oid) {
 /// (field4 0x7068), shown in `pg_locks`.
 pub fn lock_shard_group(table: &ShardedTable, shard_index: usize, mode: u32) {
     let min = table.shards[shard_index].range.min;
-    let tag = pg_sys::LOCKTAG {
-        // SAFETY: a global of this backend.
-        locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
-        locktag_field2: table.colocation_id as u32,
-        locktag_field3: ((min >> 32) as u32) ^ (min as u32),
-        locktag_field4: 0x7068,
-        locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
-        locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
-    };
-    // SAFETY: a transaction-scoped lock; an interrupt while waiting raises as usual.
-    unsafe { pg_sys::LockAcquire(&tag, mode as i32, false, false) };
+    let range_key = ((min >> 32) as u32) ^ (min as u32);
+    lock_coordinator(table.colocation_id as u32, range_key, 0x7068, mode);
 }
 
 /// Locks the writes of the shard groups of `shard_indexes` (see [`lock_shard_group`]) and

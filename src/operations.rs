@@ -51,16 +51,8 @@ fn move_shard(
     unsafe { pg_sys::PreventInTransactionBlock(true, c"pgshard.move_shard()".as_ptr()) };
     let _superuser = AsSuperuser::enter();
     let group = ShardGroup::find(shard_id);
-    let target = crate::workers::all_workers()
-        .into_iter()
-        .find(|w| w.name == to_worker)
-        .unwrap_or_else(|| {
-            refuse(
-                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-                format!("worker \"{to_worker}\" does not exist"),
-                "pgshard.workers lists the registered workers.",
-            )
-        });
+    let workers = crate::workers::all_workers();
+    let target = workers[worker_named(&workers, to_worker)].clone();
     let source = group.shards[0].1.worker.clone();
     if source.id == target.id {
         refuse(
@@ -492,6 +484,20 @@ impl Direct {
     }
 }
 
+/// The index in `workers` of the worker called `name`; raises when there is none.
+fn worker_named(workers: &[Worker], name: &str) -> usize {
+    workers
+        .iter()
+        .position(|w| w.name == name)
+        .unwrap_or_else(|| {
+            refuse(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+                format!("worker \"{name}\" does not exist"),
+                "pgshard.workers lists the registered workers.",
+            )
+        })
+}
+
 fn notice(message: &str) {
     pgrx::notice!("{message}");
 }
@@ -568,17 +574,10 @@ fn rebalance_plan(
     require_superuser("plan shard moves");
     let _superuser = AsSuperuser::enter();
     let workers = crate::workers::all_workers();
-    let draining: Vec<usize> = match drain {
-        None => Vec::new(),
-        Some(name) => match workers.iter().position(|w| w.name == name) {
-            Some(index) => vec![index],
-            None => refuse(
-                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-                format!("worker \"{name}\" does not exist"),
-                "pgshard.workers lists the registered workers.",
-            ),
-        },
-    };
+    let draining: Vec<usize> = drain
+        .map(|name| worker_named(&workers, name))
+        .into_iter()
+        .collect();
     // One row per shard group: a representative shard, its tables, its worker, its bytes.
     let rows: Vec<(i64, String, i32, i64)> = Spi::connect(|client| {
         client

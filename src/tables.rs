@@ -278,29 +278,14 @@ pub fn truncate_shards(oids: &[pg_sys::Oid], cascade: bool) {
     if shards.is_empty() {
         return;
     }
-    let workers = workers_of(&shards);
-    let mut connections = xact::connections(&workers, Access::Write);
-    let scripts: Vec<String> = connections
-        .iter()
-        .map(|conn| {
-            let names: Vec<&str> = shards
-                .iter()
-                .filter(|s| s.worker.id == conn.worker.id)
-                .map(|s| s.relation.as_str())
-                .collect();
-            format!(
-                "TRUNCATE {}{};",
-                names.join(", "),
-                if cascade { " CASCADE" } else { "" }
-            )
-        })
-        .collect();
-    let results = xact::run_scripts(&mut connections, scripts);
-    for (conn, result) in connections.iter().zip(results) {
-        if let Err(e) = result {
-            remote::query_error(&e).raise_for(&conn.worker.name, "truncate shards on");
-        }
-    }
+    run_on_workers_of(&shards, "truncate shards on", |on_worker| {
+        let names: Vec<&str> = on_worker.iter().map(|s| s.relation.as_str()).collect();
+        format!(
+            "TRUNCATE {}{};",
+            names.join(", "),
+            if cascade { " CASCADE" } else { "" }
+        )
+    });
 }
 
 /// DROP TABLE of a distributed table: its shards (every copy) are dropped in the statement's
@@ -1124,15 +1109,21 @@ fn create_shard_tables(table: &TableInfo, shards: &[Shard]) {
 /// Runs one statement per shard, all of a worker's in one round trip, the workers concurrently,
 /// inside the coordinator transaction's remote transactions.
 pub(crate) fn run_on_shard_workers(shards: &[Shard], doing: &str, statement: impl Fn(&Shard) -> String) {
+    run_on_workers_of(shards, doing, |on_worker| on_worker.iter().map(|s| statement(s)).collect());
+}
+
+/// Runs one script per worker of `shards`, built from that worker's shards, the workers
+/// concurrently, inside the coordinator transaction's remote transactions.
+fn run_on_workers_of(shards: &[Shard], doing: &str, script: impl Fn(&[&Shard]) -> String) {
     let mut connections = xact::connections(&workers_of(shards), Access::Write);
     let scripts: Vec<String> = connections
         .iter()
         .map(|conn| {
-            shards
+            let on_worker: Vec<&Shard> = shards
                 .iter()
                 .filter(|s| s.worker.id == conn.worker.id)
-                .map(&statement)
-                .collect()
+                .collect();
+            script(&on_worker)
         })
         .collect();
     let results = xact::run_scripts(&mut connections, scripts);

@@ -120,17 +120,7 @@ unsafe fn distribute_truncate_and_drop(statement: *mut pg_sys::Node) {
     };
     let oids = relations
         .into_iter()
-        .filter(|relation| !relation.is_null())
-        .map(|relation| {
-            pg_sys::RangeVarGetRelidExtended(
-                relation,
-                pg_sys::NoLock as i32,
-                pg_sys::RVROption::RVR_MISSING_OK,
-                None,
-                std::ptr::null_mut(),
-            )
-        })
-        .filter(|oid| *oid != pg_sys::InvalidOid)
+        .filter_map(|relation| crate::ddl::relation_oid(relation))
         .filter(|oid| metadata::first_sharded([*oid]).is_some())
         .collect::<Vec<_>>();
     if truncate {
