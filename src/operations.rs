@@ -30,7 +30,7 @@ const POLL: Duration = Duration::from_millis(100);
 const MARKER_POLL: Duration = Duration::from_millis(2);
 
 /// Moves the shard `shard_id`, with the shards co-located with it, to the worker `to_worker`;
-/// returns how many shards and rows moved, how long writes to them were paused at the switch,
+/// returns how many shards moved and how many rows they held when the copy had caught up, how long writes to them were paused at the switch,
 /// and how long the whole move took.
 #[pg_extern(volatile)]
 fn move_shard(
@@ -324,6 +324,15 @@ impl ShardGroup {
             "move of shard {shard_id}: rows copied; catching up with the changes made meanwhile"
         ));
         moving.wait_for_marker(&source, &target, 1);
+        // Counted before the pause, which must stay short (rows written during the switch are
+        // not in the count).
+        let mut rows = 0;
+        for (_, shard) in &self.shards {
+            rows += target
+                .first_value(&format!("SELECT count(*) FROM {}", shard.relation), "count rows on")
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0);
+        }
         // The switch: writers of the group wait from here until this transaction commits.
         let paused = Instant::now();
         let (first_table, _) = &self.shards[0];
@@ -334,12 +343,7 @@ impl ShardGroup {
             .expect("the shard is in its table");
         metadata::lock_shard_group(first_table, index, pg_sys::ExclusiveLock);
         moving.wait_for_marker(&source, &target, 2);
-        let mut rows = 0;
         for (_, shard) in &self.shards {
-            rows += target
-                .first_value(&format!("SELECT count(*) FROM {}", shard.relation), "count rows on")
-                .and_then(|v| v.parse::<i64>().ok())
-                .unwrap_or(0);
             Spi::run_with_args(
                 "UPDATE pgshard.placement SET worker_id = $2 WHERE shard_id = $1 AND worker_id = $3",
                 &[shard.id.into(), moving.target.id.into(), moving.source.id.into()],
