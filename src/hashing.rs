@@ -122,3 +122,47 @@ unsafe fn row_key_hash(
     }
     hash_datum(*(*slot).tts_values.add(index), table.key_type)
 }
+
+/// Hashes shard keys given as text, the way a worker's COPY writes them: reads each with the
+/// input function of the shard column's type, then hashes it as the coordinator would.
+pub struct KeyTextHasher {
+    input: Box<pg_sys::FmgrInfo>,
+    io_param: pg_sys::Oid,
+    key_type: pg_sys::Oid,
+}
+
+impl KeyTextHasher {
+    /// For a key column of `key_type` on the coordinator (an encrypted key is an envelope,
+    /// a bytea, on the shards).
+    pub fn new(key_type: pg_sys::Oid) -> Self {
+        let shard_type = if key_family(key_type) == KeyFamily::Encrypted {
+            pg_sys::BYTEAOID
+        } else {
+            key_type
+        };
+        let mut function = pg_sys::InvalidOid;
+        let mut io_param = pg_sys::InvalidOid;
+        // SAFETY: a zeroed FmgrInfo is what fmgr_info fills in; the lookup raises for a type
+        // without an input function, which a shard key type always has.
+        let input = unsafe {
+            pg_sys::getTypeInputInfo(shard_type, &mut function, &mut io_param);
+            let mut input: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
+            pg_sys::fmgr_info(function, &mut *input);
+            input
+        };
+        KeyTextHasher {
+            input,
+            io_param,
+            key_type,
+        }
+    }
+
+    /// The hash of the key written as `text` (allocates in the current memory context).
+    pub fn hash(&mut self, text: &std::ffi::CStr) -> i64 {
+        // SAFETY: the input function gets a NUL-terminated string and the type's I/O parameter.
+        let datum = unsafe {
+            pg_sys::InputFunctionCall(&mut *self.input, text.as_ptr().cast_mut(), self.io_param, -1)
+        };
+        hash_datum(datum, self.key_type)
+    }
+}

@@ -29,6 +29,7 @@ mod rows;
 mod scan;
 mod shard_copy;
 mod shell;
+mod split;
 mod stats;
 mod tables;
 mod utility;

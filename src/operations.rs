@@ -50,7 +50,7 @@ fn move_shard(
     // until the caller's COMMIT.
     unsafe { pg_sys::PreventInTransactionBlock(true, c"pgshard.move_shard()".as_ptr()) };
     let _superuser = AsSuperuser::enter();
-    let group = ShardGroup::find(shard_id);
+    let group = ShardGroup::find(shard_id, "move");
     let workers = crate::workers::all_workers();
     let target = workers[worker_named(&workers, to_worker)].clone();
     let source = group.shards[0].1.worker.clone();
@@ -150,9 +150,23 @@ fn cleanup_orphaned_shards(min_age: default!(pgrx::datum::Interval, "'0'")) -> i
 }
 
 /// The shards that move together: one per table of the co-location group, with one hash range.
-struct ShardGroup {
+pub(crate) struct ShardGroup {
     /// (table, its shard), in table oid order.
-    shards: Vec<(std::rc::Rc<ShardedTable>, Shard)>,
+    pub(crate) shards: Vec<(std::rc::Rc<ShardedTable>, Shard)>,
+}
+
+impl ShardGroup {
+    /// Takes the group's write lock: waits for the writers in flight and holds new ones back
+    /// until this transaction ends.
+    pub(crate) fn pause_writes(&self) {
+        let (first_table, first_shard) = &self.shards[0];
+        let index = first_table
+            .shards
+            .iter()
+            .position(|s| s.id == first_shard.id)
+            .expect("the shard is in its table");
+        metadata::lock_shard_group(first_table, index, pg_sys::ExclusiveLock);
+    }
 }
 
 /// What a finished copy and switch report.
@@ -162,7 +176,9 @@ struct Moved {
 }
 
 impl ShardGroup {
-    fn find(shard_id: i64) -> ShardGroup {
+    /// The group of shard `shard_id`, locked against other moves and splits, schema changes and
+    /// TRUNCATE of its tables; `operation` ("move", "split") names what refusals refuse.
+    pub(crate) fn find(shard_id: i64, operation: &str) -> ShardGroup {
         let table_oid = Spi::get_one_with_args::<pg_sys::Oid>(
             "SELECT table_oid::oid FROM pgshard.shard WHERE shard_id = $1",
             &[shard_id.into()],
@@ -210,7 +226,7 @@ impl ShardGroup {
                 refuse(
                     PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
                     format!(
-                        "cannot move shard {shard_id}: {} is being changed by another operation",
+                        "cannot {operation} shard {shard_id}: {} is being changed by another operation",
                         metadata::qualified_name(oid)
                     ),
                     "Wait for the other move, schema change or TRUNCATE to finish, then retry.",
@@ -228,10 +244,10 @@ impl ShardGroup {
                 refuse(
                     PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
                     format!(
-                        "cannot move shard {shard_id}: {} has foreign keys, which moves do not carry yet",
+                        "cannot {operation} shard {shard_id}: {} has foreign keys, which moves and splits do not carry yet",
                         metadata::qualified_name(oid)
                     ),
-                    "Drop the foreign keys, move the shard, and add them again.",
+                    "Drop the foreign keys, move or split the shard, and add them again.",
                 )
             }
             let shard = member
@@ -335,13 +351,7 @@ impl ShardGroup {
         }
         // The switch: writers of the group wait from here until this transaction commits.
         let paused = Instant::now();
-        let (first_table, _) = &self.shards[0];
-        let index = first_table
-            .shards
-            .iter()
-            .position(|s| s.id == self.shards[0].1.id)
-            .expect("the shard is in its table");
-        metadata::lock_shard_group(first_table, index, pg_sys::ExclusiveLock);
+        self.pause_writes();
         moving.wait_for_marker(&source, &target, 2);
         for (_, shard) in &self.shards {
             Spi::run_with_args(
@@ -453,13 +463,13 @@ impl Move {
 
 /// A connection to one worker outside the coordinator's transaction: each statement commits
 /// on its own (logical replication is set up that way).
-struct Direct {
-    worker: Worker,
-    client: Client,
+pub(crate) struct Direct {
+    pub(crate) worker: Worker,
+    pub(crate) client: Client,
 }
 
 impl Direct {
-    fn open(worker: &Worker) -> Direct {
+    pub(crate) fn open(worker: &Worker) -> Direct {
         match remote::wait(remote::cached_or_new(worker), &[]) {
             Ok((client, _)) => Direct {
                 worker: worker.clone(),
@@ -469,13 +479,27 @@ impl Direct {
         }
     }
 
-    fn run(&self, sql: &str, doing: &str) -> Vec<SimpleQueryMessage> {
+    /// A connection of its own, never shared with statements of the coordinator's
+    /// transaction (an operation that reads and writes one worker at once needs several).
+    pub(crate) fn open_new(worker: &Worker) -> Direct {
+        let connected = remote::worker_config(worker)
+            .and_then(|config| remote::wait(remote::connect(config), &[]));
+        match connected {
+            Ok(client) => Direct {
+                worker: worker.clone(),
+                client,
+            },
+            Err(e) => e.raise_for(&worker.name, "connect to"),
+        }
+    }
+
+    pub(crate) fn run(&self, sql: &str, doing: &str) -> Vec<SimpleQueryMessage> {
         let token = [self.client.cancel_token()];
         remote::wait(self.client.simple_query(sql), &token)
             .unwrap_or_else(|e| remote::query_error(&e).raise_for(&self.worker.name, doing))
     }
 
-    fn first_value(&self, sql: &str, doing: &str) -> Option<String> {
+    pub(crate) fn first_value(&self, sql: &str, doing: &str) -> Option<String> {
         self.run(sql, doing).into_iter().find_map(|m| match m {
             SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
             _ => None,
@@ -483,13 +507,13 @@ impl Direct {
     }
 
     /// Waits, answering interrupts (a cancelled move stops here).
-    fn sleep(&self, pause: Duration) {
+    pub(crate) fn sleep(&self, pause: Duration) {
         remote::wait(async { tokio::time::sleep(pause).await }, &[]);
     }
 }
 
 /// The index in `workers` of the worker called `name`; raises when there is none.
-fn worker_named(workers: &[Worker], name: &str) -> usize {
+pub(crate) fn worker_named(workers: &[Worker], name: &str) -> usize {
     workers
         .iter()
         .position(|w| w.name == name)
@@ -502,11 +526,11 @@ fn worker_named(workers: &[Worker], name: &str) -> usize {
         })
 }
 
-fn notice(message: &str) {
+pub(crate) fn notice(message: &str) {
     pgrx::notice!("{message}");
 }
 
-fn refuse(code: PgSqlErrorCode, message: String, hint: &str) -> ! {
+pub(crate) fn refuse(code: PgSqlErrorCode, message: String, hint: &str) -> ! {
     PgShardError::new(code, message).hint(hint).raise()
 }
 

@@ -94,6 +94,84 @@ SELECT * FROM pgshard.rebalance_plan(drain => 'nowhere');
 -- Nothing was left behind on the workers by the moves.
 SELECT worker, result AS replication_leftovers FROM pgshard.run_command_on_workers(
   $$SELECT (SELECT count(*) FROM pg_subscription) + (SELECT count(*) FROM pg_publication) + (SELECT count(*) FROM pg_replication_slots) + (SELECT count(*) FROM pg_class WHERE relname LIKE 'pgshard_move%')$$) ORDER BY 1;
+-- Splitting a shard online: the same load runs while the accounts' first shard group (accounts
+-- and history) is split, the upper half going to the other worker. Writers that queued behind
+-- the switch were routed by the old ranges: they get a serialization failure, which pgbench
+-- retries (--max-tries); none fails for good.
+SELECT min(shard_id) AS first_shard FROM pgshard.shards WHERE table_name = 'pgbench_accounts'::regclass \gset
+SELECT worker AS first_worker, CASE worker WHEN 'w1' THEN 'w2' ELSE 'w1' END AS other_worker
+FROM pgshard.shards WHERE shard_id = :first_shard \gset
+\! pgbench -n -c 4 -j 2 -T 8 --max-tries=10 -h 127.0.0.1 -p "$PGSHARD_PORT" pgshard > "$PGSHARD_CLUSTER_DIR/split_pgbench.log" 2>&1 & sleep 2
+SET client_min_messages = warning;
+SELECT lower_shard_id AS lower_shard, upper_shard_id AS upper_shard, shards_split,
+       rows_copied >= 25000 AS copied_rows, write_pause_ms < 5000 AS paused_briefly
+FROM pgshard.split_shard(:first_shard, :'other_worker') \gset
+RESET client_min_messages;
+SELECT :shards_split AS shards_split, :'copied_rows' AS copied_rows, :'paused_briefly' AS paused_briefly;
+\! sleep 7; grep -o "number of failed transactions: [0-9]*" "$PGSHARD_CLUSTER_DIR/split_pgbench.log"; grep -c "aborted" "$PGSHARD_CLUSTER_DIR/split_pgbench.log"
+:accounts_intact;
+SELECT * FROM (:invariant) i;
+-- The old range is now two: the lower half stayed, the upper half moved, for both tables.
+SELECT s.table_name, s.shard_id = :lower_shard AS lower, s.worker = :'first_worker' AS on_first_worker,
+       t.hash_max - t.hash_min AS width
+FROM pgshard.shards s JOIN pgshard.shard t USING (shard_id)
+WHERE t.table_oid IN ('pgbench_accounts'::regclass, 'pgbench_history'::regclass)
+  AND t.hash_min BETWEEN (SELECT hash_min FROM pgshard.shard WHERE shard_id = :lower_shard)
+                     AND (SELECT hash_max FROM pgshard.shard WHERE shard_id = :upper_shard)
+ORDER BY 1, 2 DESC;
+SELECT table_name, shard_count FROM pgshard.tables WHERE table_name::text LIKE 'pgbench_a%' OR table_name::text LIKE 'pgbench_h%' ORDER BY 1;
+-- Every row of every shard of both tables is where shard_for says, on its worker.
+\set rows_where_shard_for_says 'SELECT bool_and(w.result::bigint = (SELECT count(*) FROM pgbench_accounts a, LATERAL pgshard.shard_for($$pgbench_accounts$$, a.aid) f WHERE f.shard_id = s.shard_id)) AS accounts_where_shard_for_says, sum(w.result::bigint) AS accounts_on_workers FROM pgshard.shards s, LATERAL pgshard.run_command_on_workers(format($$SELECT count(*) FROM %s$$, s.shard_name)) w WHERE s.table_name = $$pgbench_accounts$$::regclass AND w.worker = s.worker'
+:rows_where_shard_for_says;
+SELECT bool_and(w.result::bigint = (SELECT count(*) FROM pgbench_history h, LATERAL pgshard.shard_for('pgbench_history', h.aid) f WHERE f.shard_id = s.shard_id)) AS history_where_shard_for_says,
+       sum(w.result::bigint) = (SELECT count(*) FROM pgbench_history) AS history_not_doubled
+FROM pgshard.shards s, LATERAL pgshard.run_command_on_workers(format($$SELECT count(*) FROM %s$$, s.shard_name)) w
+WHERE s.table_name = 'pgbench_history'::regclass AND w.worker = s.worker;
+-- Co-located joins still meet on one worker after the split.
+SELECT count(*) = (SELECT count(*) FROM pgbench_history) AS history_joins_accounts
+FROM pgbench_history h JOIN pgbench_accounts a USING (aid);
+-- A split in place (same worker) at a given point, then a table co-located later gets the
+-- new layout.
+SELECT hash_min AS upper_min, hash_max AS upper_max, hash_min + 1000 AS point
+FROM pgshard.shard WHERE shard_id = :upper_shard \gset
+SET client_min_messages = warning;
+SELECT shards_split FROM pgshard.split_shard(:upper_shard, split_point => :point);
+RESET client_min_messages;
+SELECT count(*) AS shards, count(DISTINCT worker) AS workers FROM pgshard.shards s JOIN pgshard.shard t USING (shard_id)
+WHERE s.table_name = 'pgbench_accounts'::regclass AND t.hash_min BETWEEN :upper_min AND :upper_max;
+:rows_where_shard_for_says;
+CREATE TABLE split_later (aid int PRIMARY KEY, note text);
+SELECT pgshard.shard_table('split_later', 'aid', colocate_with => 'pgbench_accounts');
+SELECT (SELECT array_agg(hash_min ORDER BY hash_min) FROM pgshard.shard WHERE table_oid = 'split_later'::regclass)
+     = (SELECT array_agg(hash_min ORDER BY hash_min) FROM pgshard.shard WHERE table_oid = 'pgbench_accounts'::regclass) AS same_layout;
+DROP TABLE split_later;
+-- Keys that COPY's text format escapes are sorted right (text key, split in place).
+CREATE TABLE split_text (k text PRIMARY KEY, v int);
+SELECT pgshard.shard_table('split_text', 'k', shard_count => 1);
+INSERT INTO split_text SELECT 'key ' || i || E'\t\\\n' || repeat('é', i % 3), i FROM generate_series(1, 500) i;
+SELECT shard_id AS text_shard FROM pgshard.shards WHERE table_name = 'split_text'::regclass \gset
+SET client_min_messages = warning;
+SELECT shards_split, rows_copied FROM pgshard.split_shard(:text_shard);
+RESET client_min_messages;
+SELECT s.worker, w.result::bigint AS rows_on_worker,
+       w.result::bigint = (SELECT count(*) FROM split_text t, LATERAL pgshard.shard_for('split_text', t.k) f WHERE f.shard_id = s.shard_id) AS where_shard_for_says
+FROM pgshard.shards s, LATERAL pgshard.run_command_on_workers(format($$SELECT count(*) FROM %s$$, s.shard_name)) w
+WHERE s.table_name = 'split_text'::regclass AND w.worker = s.worker ORDER BY 2;
+SELECT count(*), sum(v), count(*) FILTER (WHERE strpos(k, E'\t\\\n') > 0) AS escaped FROM split_text;
+-- Refused: nothing changes.
+SELECT * FROM pgshard.split_shard(:text_shard);
+SELECT shard_id AS small_shard FROM pgshard.shard WHERE table_oid = 'split_text'::regclass ORDER BY hash_min LIMIT 1 \gset
+SELECT * FROM pgshard.split_shard(:small_shard, split_point => 9223372036854775807);
+SELECT * FROM pgshard.split_shard(:small_shard, 'nowhere');
+BEGIN;
+SELECT * FROM pgshard.split_shard(:small_shard);
+ROLLBACK;
+SELECT count(*) AS split_text_shards FROM pgshard.shards WHERE table_name = 'split_text'::regclass;
+DROP TABLE split_text;
+SELECT pgshard.cleanup_orphaned_shards() > 0 AS old_shards_dropped;
+SELECT worker, result AS split_leftovers FROM pgshard.run_command_on_workers(
+  $$SELECT (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pgshard_split%') + (SELECT count(*) FROM public.pgshard_split_log)$$) ORDER BY 1;
+
 -- Shard statistics: the statements routed to each shard since the reset (shared memory, all
 -- sessions), and the shards far above their table's mean.
 SELECT pgshard.reset_shard_stats();

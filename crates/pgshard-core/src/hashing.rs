@@ -197,6 +197,34 @@ pub fn uniform_ranges(count: u32) -> Vec<HashRange> {
         .collect()
 }
 
+/// Why a hash range cannot be split where asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SplitError {
+    /// The range holds a single hash value.
+    TooSmall,
+    /// The split point leaves one half empty: it must be at least `min` and below `max`.
+    OutOfRange,
+}
+
+/// Cuts `range` in two: `[min, at]` and `[at + 1, max]`; `at` defaults to the midpoint, so
+/// that each half holds (nearly) as many hash values.
+pub fn split_range(range: HashRange, at: Option<i64>) -> Result<(HashRange, HashRange), SplitError> {
+    if range.min == range.max {
+        return Err(SplitError::TooSmall);
+    }
+    let at = at.unwrap_or_else(|| {
+        let width = range.max as i128 - range.min as i128 + 1;
+        (range.min as i128 + width / 2 - 1) as i64
+    });
+    if at < range.min || at >= range.max {
+        return Err(SplitError::OutOfRange);
+    }
+    Ok((
+        HashRange { min: range.min, max: at },
+        HashRange { min: at + 1, max: range.max },
+    ))
+}
+
 /// The index of the range holding `hash`, given ranges sorted by `min` that cover the space.
 pub fn range_index(ranges: &[HashRange], hash: i64) -> Option<usize> {
     range_index_by(ranges, |r| *r, hash)
@@ -260,6 +288,31 @@ mod tests {
         assert_ne!(
             KeyValue::Numeric("10").hash(),
             KeyValue::Numeric("1").hash()
+        );
+    }
+
+    #[test]
+    fn split_range_halves_at_the_midpoint_or_where_asked() {
+        let whole = uniform_ranges(1)[0];
+        let (low, high) = split_range(whole, None).unwrap();
+        assert_eq!([low, high], uniform_ranges(2)[..]);
+        let quarter = uniform_ranges(4)[1];
+        let (low, high) = split_range(quarter, None).unwrap();
+        assert_eq!([low, high], uniform_ranges(8)[2..4]);
+        let small = HashRange { min: 10, max: 11 };
+        assert_eq!(
+            split_range(small, None),
+            Ok((HashRange { min: 10, max: 10 }, HashRange { min: 11, max: 11 }))
+        );
+        assert_eq!(
+            split_range(small, Some(10)),
+            Ok((HashRange { min: 10, max: 10 }, HashRange { min: 11, max: 11 }))
+        );
+        assert_eq!(split_range(small, Some(11)), Err(SplitError::OutOfRange));
+        assert_eq!(split_range(small, Some(9)), Err(SplitError::OutOfRange));
+        assert_eq!(
+            split_range(HashRange { min: 5, max: 5 }, None),
+            Err(SplitError::TooSmall)
         );
     }
 
