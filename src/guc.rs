@@ -114,7 +114,7 @@ pub fn register() {
     #[cfg(feature = "fault_injection")]
     GucRegistry::define_string_guc(
         c"pgshard.inject_fault",
-        c"Test builds only: abandon two-phase commits at a point (abandon_after_prepare, abandon_after_commit), or pause 3 s before COMMIT PREPARED (pause_before_commit_prepared).",
+        c"Test builds only: abandon two-phase commits at a point (abandon_after_prepare, abandon_after_commit), or pause 3 s before COMMIT PREPARED (pause_before_commit_prepared); make a move or split wait up to a minute before its switch (pause_before_switch).",
         c"",
         &INJECT_FAULT,
         GucContext::Suset,

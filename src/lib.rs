@@ -18,10 +18,11 @@ mod guc;
 mod hashing;
 mod join;
 mod metadata;
-mod operations;
 mod modify;
+mod operations;
 mod partial;
 mod planner;
+mod progress;
 mod pushed;
 mod recovery;
 mod remote;
@@ -56,6 +57,7 @@ pub extern "C-unwind" fn _PG_init() {
     modify::register();
     if preloading {
         stats::init();
+        progress::init();
         planner::install();
         utility::install();
         recovery::register_launcher();

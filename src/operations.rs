@@ -22,7 +22,9 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 
 use crate::error::{require_superuser, spi_failed, PgShardError};
 use crate::metadata::{self, AsSuperuser, Shard, ShardedTable};
+use crate::progress::Progress;
 use crate::remote::{self, Worker};
+use pgshard_core::progress::Phase;
 
 /// How often a move looks at the target's progress while it copies.
 const POLL: Duration = Duration::from_millis(100);
@@ -68,13 +70,18 @@ fn move_shard(
         target: target.clone(),
         name: name.clone(),
         marker: marker.clone(),
-        target_tables: group.shards.iter().map(|(_, s)| s.relation.clone()).collect(),
+        target_tables: group
+            .shards
+            .iter()
+            .map(|(_, s)| s.relation.clone())
+            .collect(),
     };
     // Leftovers of an earlier attempt that failed.
     moving.clean_up();
     let started = Instant::now();
+    let progress = Progress::begin("move", shard_id);
     let result = pgrx::PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
-        group.copy_and_switch(&moving, shard_id)
+        group.copy_and_switch(&moving, shard_id, &progress)
     }))
     .catch_others(|error| {
         moving.clean_up();
@@ -95,33 +102,36 @@ fn move_shard(
     TableIterator::once((group.shards.len() as i32, result.rows, pause_ms, seconds))
 }
 
-/// Drops the shard tables that moves left on their old workers; returns how many. Statements
-/// planned before a move may still read them for a moment, so only those orphaned at least
-/// `min_age` ago are dropped.
+/// Drops the shard tables that moves and splits left on their old workers, and what
+/// interrupted moves and splits left anywhere (their new shard tables, replication, capture
+/// triggers and log entries); returns how many tables it dropped. Statements planned before a
+/// move or split may still read the old tables for a moment, so only those orphaned at least
+/// `min_age` ago are dropped. Refused while a move, split or schema change runs.
 #[pg_extern(volatile)]
 fn cleanup_orphaned_shards(min_age: default!(pgrx::datum::Interval, "'0'")) -> i64 {
     require_superuser("clean up shards");
     let _superuser = AsSuperuser::enter();
-    let orphans: Vec<(i32, String)> = Spi::connect(|client| {
-        client
-            .select(
-                "SELECT worker_id, relation FROM pgshard.orphaned_shard \
-                 WHERE orphaned_at <= now() - $1 ORDER BY worker_id, relation",
-                None,
-                &[min_age.into()],
-            )?
-            .into_iter()
-            .map(|row| {
-                Ok((
-                    row.get::<i32>(1)?.expect("NOT NULL"),
-                    row.get::<String>(2)?.expect("NOT NULL"),
-                ))
-            })
-            .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
-    })
-    .unwrap_or_else(|e| spi_failed("could not read pgshard.orphaned_shard", e));
+    // What a running operation is making would look like leftovers: wait for none.
+    for oid in metadata::sharded_table_oids() {
+        // SAFETY: the lock moves and splits hold; taken without waiting.
+        let locked = unsafe {
+            pg_sys::ConditionalLockRelationOid(oid, pg_sys::ShareUpdateExclusiveLock as i32)
+        };
+        if !locked {
+            refuse(
+                PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
+                format!(
+                    "cannot clean up shards while {} is being moved, split or changed",
+                    metadata::qualified_name(oid)
+                ),
+                "pgshard.operation_progress shows running moves and splits; retry when they end.",
+            )
+        }
+    }
+    let leftovers = remove_leftovers();
+    let orphans = orphaned_shards(min_age);
     if orphans.is_empty() {
-        return 0;
+        return leftovers;
     }
     let workers = crate::workers::all_workers();
     let shards: Vec<Shard> = orphans
@@ -146,7 +156,152 @@ fn cleanup_orphaned_shards(min_age: default!(pgrx::datum::Interval, "'0'")) -> i
         )
         .unwrap_or_else(|e| spi_failed("could not update pgshard.orphaned_shard", e));
     }
-    orphans.len() as i64
+    leftovers + orphans.len() as i64
+}
+
+/// The old shard tables (worker, relation) orphaned at least `min_age` ago.
+fn orphaned_shards(min_age: pgrx::datum::Interval) -> Vec<(i32, String)> {
+    Spi::connect(|client| {
+        client
+            .select(
+                "SELECT worker_id, relation FROM pgshard.orphaned_shard \
+                 WHERE orphaned_at <= now() - $1 ORDER BY worker_id, relation",
+                None,
+                &[min_age.into()],
+            )?
+            .into_iter()
+            .map(|row| {
+                Ok((
+                    row.get::<i32>(1)?.expect("NOT NULL"),
+                    row.get::<String>(2)?.expect("NOT NULL"),
+                ))
+            })
+            .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
+    })
+    .unwrap_or_else(|e| spi_failed("could not read pgshard.orphaned_shard", e))
+}
+
+/// Removes, on every worker, what interrupted moves and splits left (nothing runs, the caller
+/// made sure): subscriptions, publications, slots and marker tables of moves; capture triggers
+/// and log entries of splits; and shard tables that no placement or orphan names there.
+/// Returns how many shard tables it dropped.
+fn remove_leftovers() -> i64 {
+    let mut known: std::collections::HashSet<(i32, String)> = std::collections::HashSet::new();
+    let mut names: Vec<(String, String)> = Vec::new();
+    for oid in metadata::sharded_table_oids() {
+        if let Some(table) = metadata::sharded_table(oid) {
+            for shard in &table.shards {
+                known.insert((shard.worker.id, shard.relation.clone()));
+            }
+            names.push(metadata::schema_and_name(oid));
+        }
+    }
+    let orphans = orphaned_shards(pgrx::datum::Interval::new(0, 0, 0).expect("a zero interval"));
+    let orphaned: std::collections::HashSet<(i32, String)> = orphans.iter().cloned().collect();
+    known.extend(orphans);
+    let mut dropped = 0;
+    let workers = crate::workers::all_workers();
+    // Subscriptions first, on every worker: dropping one drops its slot on the source, which
+    // an active subscription would keep.
+    for subscriptions in [true, false] {
+        for worker in &workers {
+            let direct = Direct::open(worker);
+            let found = direct.run(
+            "SELECT 'table', quote_ident(n.nspname) || '.' || quote_ident(c.relname), \
+               substring(c.relname from '_([0-9]+)$') \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind = 'r' AND c.relname ~ '_[0-9]+$' \
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+             UNION ALL SELECT 'subscription', subname, NULL FROM pg_subscription \
+               WHERE subname LIKE 'pgshard\\_move\\_%' \
+             UNION ALL SELECT 'publication', pubname, NULL FROM pg_publication \
+               WHERE pubname LIKE 'pgshard\\_move\\_%' \
+             UNION ALL SELECT 'slot', slot_name, NULL FROM pg_replication_slots \
+               WHERE slot_name LIKE 'pgshard\\_move\\_%' AND NOT active \
+             UNION ALL SELECT 'marker', 'public.' || quote_ident(relname), NULL FROM pg_class \
+               WHERE relname LIKE 'pgshard\\_move\\_%\\_marker' AND relkind = 'r' \
+             UNION ALL SELECT 'trigger', quote_ident(t.tgname), \
+               quote_ident(n.nspname) || '.' || quote_ident(c.relname) \
+               FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+               JOIN pg_namespace n ON n.oid = c.relnamespace WHERE t.tgname LIKE 'pgshard\\_split\\_%' \
+             UNION ALL SELECT 'log', 'public.pgshard_split_log', NULL \
+               WHERE to_regclass('public.pgshard_split_log') IS NOT NULL",
+            "look for leftovers on",
+        );
+            let mut statements = vec!["SET lock_timeout = '10s'".to_string()];
+            let mut removed = Vec::new();
+            for message in &found {
+                let SimpleQueryMessage::Row(row) = message else {
+                    continue;
+                };
+                let (Some(kind), Some(name)) = (row.get(0), row.get(1)) else {
+                    continue;
+                };
+                if subscriptions != (kind == "subscription") {
+                    continue;
+                }
+                match kind {
+                    "table" => {
+                        let id: i64 = row.get(2).and_then(|v| v.parse().ok()).unwrap_or(0);
+                        let is_shard = id >= 100001
+                            && names.iter().any(|(schema, table)| {
+                                metadata::shard_relation(schema, table, id) == name
+                            });
+                        if is_shard && !known.contains(&(worker.id, name.to_string())) {
+                            statements.push(format!("DROP TABLE IF EXISTS {name} CASCADE"));
+                            removed.push(format!("shard table {name}"));
+                            dropped += 1;
+                        }
+                    }
+                    "subscription" => {
+                        // Without its slot when the source cannot be reached.
+                        statements.extend([
+                            format!("ALTER SUBSCRIPTION {name} DISABLE"),
+                            format!("DROP SUBSCRIPTION IF EXISTS {name}"),
+                            format!("ALTER SUBSCRIPTION {name} SET (slot_name = NONE)"),
+                            format!("DROP SUBSCRIPTION IF EXISTS {name}"),
+                        ]);
+                        removed.push(format!("subscription {name}"));
+                    }
+                    "publication" => {
+                        statements.push(format!("DROP PUBLICATION IF EXISTS {name}"));
+                        removed.push(format!("publication {name}"));
+                    }
+                    "slot" => {
+                        statements.push(format!(
+                            "SELECT pg_drop_replication_slot({})",
+                            pgshard_core::layout::quote_literal(name)
+                        ));
+                        removed.push(format!("replication slot {name}"));
+                    }
+                    "marker" => statements.push(format!("DROP TABLE IF EXISTS {name}")),
+                    "trigger" => {
+                        let table = row.get(2).unwrap_or_default();
+                        // A finished split's trigger goes with its orphaned old shard.
+                        if orphaned.contains(&(worker.id, table.to_string())) {
+                            continue;
+                        }
+                        statements.push(format!("DROP TRIGGER IF EXISTS {name} ON {table}"));
+                        removed.push(format!("trigger {name} on {table}"));
+                    }
+                    _ => statements.push("DELETE FROM public.pgshard_split_log".to_string()),
+                }
+            }
+            if !removed.is_empty() {
+                notice(&format!(
+                    "removing leftovers of interrupted operations on worker \"{}\": {}",
+                    worker.name,
+                    removed.join(", ")
+                ));
+            }
+            // Each on its own: one that fails (a lock not granted in time) does not keep the
+            // others from running, and a later call retries it.
+            for statement in &statements[1..] {
+                remote::run_best_effort(worker, &[statements[0].clone(), statement.clone()]);
+            }
+        }
+    }
+    dropped
 }
 
 /// The shards that move together: one per table of the co-location group, with one hash range.
@@ -229,7 +384,7 @@ impl ShardGroup {
                         "cannot {operation} shard {shard_id}: {} is being changed by another operation",
                         metadata::qualified_name(oid)
                     ),
-                    "Wait for the other move, schema change or TRUNCATE to finish, then retry.",
+                    "Wait for the other move, split, schema change or TRUNCATE to finish, then retry.",
                 )
             }
             let has_keys = Spi::get_one_with_args::<bool>(
@@ -263,9 +418,34 @@ impl ShardGroup {
 
     /// Creates the shard tables on the target, copies and streams the rows, pauses the group's
     /// writes, waits for the last change, and switches the placements (in this transaction).
-    fn copy_and_switch(&self, moving: &Move, shard_id: i64) -> Moved {
+    fn copy_and_switch(&self, moving: &Move, shard_id: i64, progress: &Progress) -> Moved {
         let source = Direct::open(&moving.source);
         let target = Direct::open(&moving.target);
+        // Rows at the start, per shard: what the progress view counts a finished copy as.
+        let counted = source.run(
+            &format!(
+                "SELECT {}",
+                self.shards
+                    .iter()
+                    .map(|(_, s)| format!("(SELECT count(*) FROM {})", s.relation))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "count rows on",
+        );
+        let counts: Vec<i64> = counted
+            .iter()
+            .find_map(|m| match m {
+                SimpleQueryMessage::Row(row) => Some(
+                    (0..self.shards.len())
+                        .map(|i| row.get(i).and_then(|v| v.parse().ok()).unwrap_or(0))
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let total = counts.iter().sum();
+        progress.rows_total(total);
         notice(&format!(
             "move of shard {shard_id}: creating {} shard table{} on worker \"{}\"",
             self.shards.len(),
@@ -294,7 +474,10 @@ impl ShardGroup {
             .flatten()
             .unwrap_or(false);
             if !keyed {
-                identities.push_str(&format!("ALTER TABLE {} REPLICA IDENTITY FULL;", shard.relation));
+                identities.push_str(&format!(
+                    "ALTER TABLE {} REPLICA IDENTITY FULL;",
+                    shard.relation
+                ));
             }
         }
         if !identities.is_empty() {
@@ -321,17 +504,49 @@ impl ShardGroup {
             ),
             "subscribe on",
         );
+        progress.phase(Phase::Copying);
         let tables = self.shards.len() + 1;
         loop {
-            let ready = target.first_value(
+            // Tables in sync, and rows copied: those of the tables copied (counted on the
+            // source at the start) plus those the copies under way have processed.
+            let followed = target.run(
                 &format!(
-                    "SELECT count(*) FILTER (WHERE r.srsubstate = 'r') FROM pg_subscription s \
-                     JOIN pg_subscription_rel r ON r.srsubid = s.oid WHERE s.subname = '{}'",
+                    "SELECT count(*) FILTER (WHERE r.srsubstate = 'r'), \
+                       string_agg(quote_ident(n.nspname) || '.' || quote_ident(c.relname), ' ') \
+                         FILTER (WHERE r.srsubstate IN ('r', 's')), \
+                       coalesce(sum(p.tuples_processed), 0) \
+                     FROM pg_subscription s JOIN pg_subscription_rel r ON r.srsubid = s.oid \
+                     JOIN pg_class c ON c.oid = r.srrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     LEFT JOIN pg_stat_progress_copy p ON p.relid = r.srrelid \
+                     WHERE s.subname = '{}'",
                     moving.name
                 ),
                 "follow the copy on",
             );
-            if ready.as_deref() == Some(tables.to_string().as_str()) {
+            let row = followed.iter().find_map(|m| match m {
+                SimpleQueryMessage::Row(row) => Some(row),
+                _ => None,
+            });
+            let ready = row
+                .and_then(|r| r.get(0))
+                .and_then(|v| v.parse::<usize>().ok());
+            let copied_tables: Vec<&str> = row
+                .and_then(|r| r.get(1))
+                .map(|v| v.split(' ').collect())
+                .unwrap_or_default();
+            let in_flight = row
+                .and_then(|r| r.get(2))
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0);
+            let done: i64 = self
+                .shards
+                .iter()
+                .zip(&counts)
+                .filter(|((_, s), _)| copied_tables.contains(&s.relation.as_str()))
+                .map(|(_, count)| count)
+                .sum();
+            progress.rows_copied(done + in_flight);
+            if ready == Some(tables) {
                 break;
             }
             target.sleep(POLL);
@@ -339,17 +554,24 @@ impl ShardGroup {
         notice(&format!(
             "move of shard {shard_id}: rows copied; catching up with the changes made meanwhile"
         ));
+        progress.phase(Phase::CatchingUp);
         moving.wait_for_marker(&source, &target, 1);
         // Counted before the pause, which must stay short (rows written during the switch are
         // not in the count).
         let mut rows = 0;
         for (_, shard) in &self.shards {
             rows += target
-                .first_value(&format!("SELECT count(*) FROM {}", shard.relation), "count rows on")
+                .first_value(
+                    &format!("SELECT count(*) FROM {}", shard.relation),
+                    "count rows on",
+                )
                 .and_then(|v| v.parse::<i64>().ok())
                 .unwrap_or(0);
         }
+        progress.rows_copied(rows);
+        pause_for_tests(&target);
         // The switch: writers of the group wait from here until this transaction commits.
+        progress.phase(Phase::Switching);
         let paused = Instant::now();
         self.pause_writes();
         moving.wait_for_marker(&source, &target, 2);
@@ -509,6 +731,16 @@ impl Direct {
     /// Waits, answering interrupts (a cancelled move stops here).
     pub(crate) fn sleep(&self, pause: Duration) {
         remote::wait(async { tokio::time::sleep(pause).await }, &[]);
+    }
+}
+
+/// Test builds: with `pgshard.inject_fault = 'pause_before_switch'`, an operation waits here up
+/// to a minute, interruptible, so that a test can interrupt it between its copy and its switch.
+pub(crate) fn pause_for_tests(connection: &Direct) {
+    if crate::guc::injected_fault().as_deref() == Some("pause_before_switch") {
+        for _ in 0..600 {
+            connection.sleep(POLL);
+        }
     }
 }
 

@@ -31,8 +31,10 @@ use tokio_postgres::SimpleQueryMessage;
 use crate::error::{require_superuser, spi_failed};
 use crate::hashing::KeyTextHasher;
 use crate::metadata::{self, quote_ident, AsSuperuser, Shard, ShardedTable};
-use crate::operations::{notice, refuse, worker_named, Direct, ShardGroup};
+use crate::operations::{notice, pause_for_tests, refuse, worker_named, Direct, ShardGroup};
+use crate::progress::Progress;
 use crate::remote::{self, Worker};
+use pgshard_core::progress::Phase;
 
 /// Rounds of catching up end once a round re-copies at most this many keys.
 const FEW_KEYS: usize = 500;
@@ -115,15 +117,18 @@ fn split_shard(
         )
     });
     let split = Split::plan(shard_id, &group, source, target, lower, upper);
+    let progress = Progress::begin("split", shard_id);
     // Leftovers of an earlier attempt on this shard that failed.
     split.clean_up_capture();
     let started = Instant::now();
-    let result = pgrx::PgTryBuilder::new(std::panic::AssertUnwindSafe(|| split.run(&group)))
-        .catch_others(|error| {
-            split.clean_up();
-            error.rethrow()
-        })
-        .execute();
+    let result = pgrx::PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
+        split.run(&group, &progress)
+    }))
+    .catch_others(|error| {
+        split.clean_up();
+        error.rethrow()
+    })
+    .execute();
     // The log's rows are no longer needed; the trigger goes with the old shards.
     remote::run_best_effort(
         &split.source,
@@ -279,7 +284,7 @@ impl Split {
 
     /// Creates the new shards and the capture, copies, catches up, pauses the group's writes,
     /// copies the last changes and switches the catalog (in this transaction).
-    fn run(&self, group: &ShardGroup) -> Done {
+    fn run(&self, group: &ShardGroup, progress: &Progress) -> Done {
         let connections = Connections {
             reader: Direct::open_new(&self.source),
             lower: Direct::open_new(&self.source),
@@ -305,9 +310,10 @@ impl Split {
         // a stuck writer fails the split instead of stalling the group's writes behind it. One
         // transaction per trigger: holding one shard's lock while waiting for another's could
         // deadlock with a writer of both.
-        connections
-            .reader
-            .run(&format!("{CAPTURE_SETUP} SET lock_timeout = '10s';"), "capture changes on");
+        connections.reader.run(
+            &format!("{CAPTURE_SETUP} SET lock_timeout = '10s';"),
+            "capture changes on",
+        );
         for (i, t) in self.tables.iter().enumerate() {
             connections.reader.run(
                 &format!(
@@ -321,23 +327,41 @@ impl Split {
                 "capture changes on",
             );
         }
-        connections.reader.run("RESET lock_timeout", "capture changes on");
+        connections
+            .reader
+            .run("RESET lock_timeout", "capture changes on");
 
         notice(&format!(
             "split of shard {}: copying rows from worker \"{}\" (reads and writes go on)",
             self.id, self.source.name
         ));
+        let total = self.tables.iter().map(|t| {
+            connections
+                .reader
+                .first_value(
+                    &format!("SELECT count(*) FROM {}", t.old.relation),
+                    "count rows on",
+                )
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0)
+        });
+        progress.rows_total(total.sum());
+        progress.phase(Phase::Copying);
         let mut rows = 0;
         for t in &self.tables {
-            rows += self.copy(&connections, t, &format!("SELECT {} FROM {}", t.columns, t.old.relation));
+            let select = format!("SELECT {} FROM {}", t.columns, t.old.relation);
+            rows += self.copy(&connections, t, &select, &|copied| {
+                progress.rows_copied(rows + copied)
+            });
         }
+        progress.phase(Phase::CatchingUp);
         notice(&format!(
             "split of shard {}: {rows} rows copied; catching up with the changes made meanwhile",
             self.id
         ));
         let mut round = 1;
         loop {
-            let (keys, copied) = self.catch_up(&connections, round);
+            let (keys, copied) = self.catch_up(&connections, round, &|_| {});
             rows += copied;
             round += 1;
             if keys <= FEW_KEYS || round > MAX_ROUNDS {
@@ -345,11 +369,14 @@ impl Split {
             }
         }
 
+        progress.rows_copied(rows);
+        pause_for_tests(&connections.reader);
         // The switch: writers of the group wait from here until this transaction commits.
+        progress.phase(Phase::Switching);
         let paused = Instant::now();
         group.pause_writes();
         loop {
-            let (keys, copied) = self.catch_up(&connections, round);
+            let (keys, copied) = self.catch_up(&connections, round, &|_| {});
             rows += copied;
             round += 1;
             if keys == 0 {
@@ -366,7 +393,12 @@ impl Split {
     /// Marks the log entries committed so far with `round`, and re-copies their keys: deletes
     /// them from the new shards and copies their rows again. Returns the number of keys and the
     /// rows copied.
-    fn catch_up(&self, connections: &Connections, round: i32) -> (usize, i64) {
+    fn catch_up(
+        &self,
+        connections: &Connections,
+        round: i32,
+        report: &dyn Fn(i64),
+    ) -> (usize, i64) {
         let marked = connections.reader.run(
             &format!(
                 "UPDATE public.pgshard_split_log SET round = {round} \
@@ -378,7 +410,10 @@ impl Split {
         let mut keys: Vec<HashSet<String>> = vec![HashSet::new(); self.tables.len()];
         for message in marked {
             if let SimpleQueryMessage::Row(row) = message {
-                let table: usize = row.get(0).and_then(|v| v.parse().ok()).unwrap_or(usize::MAX);
+                let table: usize = row
+                    .get(0)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(usize::MAX);
                 if let (Some(set), Some(key)) = (keys.get_mut(table), row.get(1)) {
                     set.insert(key.to_string());
                 }
@@ -390,32 +425,42 @@ impl Split {
                 continue;
             }
             let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-            for (writer, half) in [(&connections.lower, &t.lower), (&connections.upper, &t.upper)] {
+            for (writer, half) in [
+                (&connections.lower, &t.lower),
+                (&connections.upper, &t.upper),
+            ] {
                 let delete = format!(
                     "DELETE FROM {} WHERE {} = ANY ($1::text[]::{}[])",
                     half.relation, t.key_column, t.key_shard_type
                 );
                 let token = [writer.client.cancel_token()];
-                if let Err(e) = remote::wait(writer.client.execute(delete.as_str(), &[&keys]), &token) {
-                    remote::query_error(&e).raise_for(&writer.worker.name, "re-copy changed rows on")
+                if let Err(e) =
+                    remote::wait(writer.client.execute(delete.as_str(), &[&keys]), &token)
+                {
+                    remote::query_error(&e)
+                        .raise_for(&writer.worker.name, "re-copy changed rows on")
                 }
             }
-            copied += self.copy(
-                connections,
-                t,
-                &format!(
-                    "SELECT {} FROM {} WHERE {} IN (SELECT key::{} FROM public.pgshard_split_log \
-                     WHERE split = {} AND tbl = {i} AND round = {round})",
-                    t.columns, t.old.relation, t.key_column, t.key_shard_type, self.id
-                ),
+            let select = format!(
+                "SELECT {} FROM {} WHERE {} IN (SELECT key::{} FROM public.pgshard_split_log \
+                 WHERE split = {} AND tbl = {i} AND round = {round})",
+                t.columns, t.old.relation, t.key_column, t.key_shard_type, self.id
             );
+            copied += self.copy(connections, t, &select, report);
         }
         (keys.iter().map(HashSet::len).sum(), copied)
     }
 
     /// Copies the rows `select` reads from the old shard into the lower and upper new shards,
-    /// each by its key's hash; returns how many.
-    fn copy(&self, connections: &Connections, t: &SplitTable, select: &str) -> i64 {
+    /// each by its key's hash; returns how many, and reports the count so far to `report`
+    /// after each batch.
+    fn copy(
+        &self,
+        connections: &Connections,
+        t: &SplitTable,
+        select: &str,
+        report: &dyn Fn(i64),
+    ) -> i64 {
         let reader = &connections.reader;
         let tokens = [
             reader.client.cancel_token(),
@@ -423,16 +468,26 @@ impl Split {
             connections.upper.client.cancel_token(),
         ];
         let out = format!("COPY ({select}) TO STDOUT");
-        let stream = remote::wait(reader.client.copy_out(out.as_str()), &tokens)
-            .unwrap_or_else(|e| remote::query_error(&e).raise_for(&reader.worker.name, "copy rows from"));
+        let stream =
+            remote::wait(reader.client.copy_out(out.as_str()), &tokens).unwrap_or_else(|e| {
+                remote::query_error(&e).raise_for(&reader.worker.name, "copy rows from")
+            });
         let mut stream = Box::pin(stream.ready_chunks(256));
         let open = |writer: &Direct, half: &Shard| {
             let statement = format!("COPY {} ({}) FROM STDIN", half.relation, t.columns);
-            let sink = remote::wait(writer.client.copy_in::<_, Bytes>(statement.as_str()), &tokens)
-                .unwrap_or_else(|e| remote::query_error(&e).raise_for(&writer.worker.name, "copy rows to"));
+            let sink = remote::wait(
+                writer.client.copy_in::<_, Bytes>(statement.as_str()),
+                &tokens,
+            )
+            .unwrap_or_else(|e| {
+                remote::query_error(&e).raise_for(&writer.worker.name, "copy rows to")
+            });
             Box::pin(sink)
         };
-        let mut sinks = [open(&connections.lower, &t.lower), open(&connections.upper, &t.upper)];
+        let mut sinks = [
+            open(&connections.lower, &t.lower),
+            open(&connections.upper, &t.upper),
+        ];
         let writers = [&connections.lower, &connections.upper];
         let mut buffers: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
         let mut lines = pgshard_core::copytext::Lines::default();
@@ -462,6 +517,7 @@ impl Split {
                 });
                 memory.reset();
             }
+            report(rows);
             for half in 0..2 {
                 if buffers[half].len() >= CHUNK_BYTES {
                     let data = Bytes::from(std::mem::take(&mut buffers[half]));
@@ -545,7 +601,10 @@ impl Split {
     fn clean_up(&self) {
         self.clean_up_capture();
         for (worker, halves) in [
-            (&self.source, self.tables.iter().map(|t| &t.lower).collect::<Vec<_>>()),
+            (
+                &self.source,
+                self.tables.iter().map(|t| &t.lower).collect::<Vec<_>>(),
+            ),
             (&self.target, self.tables.iter().map(|t| &t.upper).collect()),
         ] {
             let drops: Vec<String> = halves

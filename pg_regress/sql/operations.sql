@@ -172,6 +172,61 @@ SELECT pgshard.cleanup_orphaned_shards() > 0 AS old_shards_dropped;
 SELECT worker, result AS split_leftovers FROM pgshard.run_command_on_workers(
   $$SELECT (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pgshard_split%') + (SELECT count(*) FROM public.pgshard_split_log)$$) ORDER BY 1;
 
+-- Interrupted operations. A split held before its switch (test-build fault) shows in
+-- pgshard.operation_progress; a second operation on the same shards is refused meanwhile. Its
+-- session is then terminated (as in a coordinator crash, no cleanup runs): the old shards
+-- still serve every row, one call of cleanup_orphaned_shards removes what it left, and the
+-- split is retried.
+SELECT min(shard_id) AS first_shard FROM pgshard.shards WHERE table_name = 'pgbench_accounts'::regclass \gset
+\! (PGOPTIONS="-c pgshard.inject_fault=pause_before_switch" psql -X -h 127.0.0.1 -p "$PGSHARD_PORT" -d pgshard -c "SELECT * FROM pgshard.split_shard($(psql -X -At -h 127.0.0.1 -p "$PGSHARD_PORT" -d pgshard -c "SELECT min(shard_id) FROM pgshard.shards WHERE table_name = 'pgbench_accounts'::regclass"), 'w2')" > "$PGSHARD_CLUSTER_DIR/held_split.log" 2>&1 &)
+\set wait_for_held 'DO $$ BEGIN FOR i IN 1..300 LOOP PERFORM 1 FROM pgshard.operation_progress WHERE phase = $p$catching up$p$; EXIT WHEN FOUND; PERFORM pg_sleep(0.1); END LOOP; END $$'
+\set wait_for_none 'DO $$ BEGIN FOR i IN 1..300 LOOP PERFORM 1 FROM pgshard.operation_progress; EXIT WHEN NOT FOUND; PERFORM pg_sleep(0.1); END LOOP; END $$'
+:wait_for_held;
+SELECT operation, shard_id = :first_shard AS first_shard, phase, rows_copied = rows_total AS all_copied,
+       rows_total > 25000 AS counted, rows_to_go, started_at <= now() AS started
+FROM pgshard.operation_progress;
+SELECT * FROM pgshard.split_shard(:first_shard);
+SELECT * FROM pgshard.move_shard(:first_shard, 'w1');
+SELECT pgshard.cleanup_orphaned_shards();
+SELECT pg_terminate_backend(pid) FROM pgshard.operation_progress;
+:wait_for_none;
+SELECT count(*) AS shards_of_first_group FROM pgshard.shards WHERE shard_id = :first_shard;
+:accounts_intact;
+SELECT * FROM (:invariant) i;
+:rows_where_shard_for_says;
+SELECT worker, result AS split_leftovers FROM pgshard.run_command_on_workers(
+  $$SELECT (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pgshard_split%') + (SELECT count(*) FROM pg_class WHERE relname ~ '^pgbench_(accounts|history)_[0-9]+$')$$) ORDER BY 1;
+SET client_min_messages = warning;
+SELECT pgshard.cleanup_orphaned_shards() AS tables_dropped;
+RESET client_min_messages;
+SELECT worker, result AS split_leftovers FROM pgshard.run_command_on_workers(
+  $$SELECT (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pgshard_split%') + (SELECT count(*) FROM pg_class WHERE relname ~ '^pgbench_(accounts|history)_[0-9]+$')$$) ORDER BY 1;
+SET client_min_messages = warning;
+SELECT shards_split FROM pgshard.split_shard(:first_shard, 'w2');
+RESET client_min_messages;
+:accounts_intact;
+:rows_where_shard_for_says;
+-- The same for a move held before its switch: a retried move first removes what the
+-- interrupted one left (subscription, slot, publication, tables), and succeeds.
+SELECT min(shard_id) AS first_shard FROM pgshard.shards WHERE table_name = 'pgbench_accounts'::regclass \gset
+SELECT CASE worker WHEN 'w1' THEN 'w2' ELSE 'w1' END AS other_worker FROM pgshard.shards WHERE shard_id = :first_shard \gset
+\! (PGOPTIONS="-c pgshard.inject_fault=pause_before_switch" psql -X -h 127.0.0.1 -p "$PGSHARD_PORT" -d pgshard -c "SELECT * FROM pgshard.move_shard($(psql -X -At -h 127.0.0.1 -p "$PGSHARD_PORT" -d pgshard -c "SELECT s.shard_id || ', ' || quote_literal(CASE s.worker WHEN 'w1' THEN 'w2' ELSE 'w1' END) FROM pgshard.shards s WHERE s.shard_id = (SELECT min(shard_id) FROM pgshard.shards WHERE table_name = 'pgbench_accounts'::regclass)"))" > "$PGSHARD_CLUSTER_DIR/held_move.log" 2>&1 &)
+:wait_for_held;
+SELECT operation, shard_id = :first_shard AS first_shard, phase, rows_copied = rows_total AS all_copied, rows_to_go
+FROM pgshard.operation_progress;
+SELECT pg_terminate_backend(pid) FROM pgshard.operation_progress;
+:wait_for_none;
+:accounts_intact;
+SET client_min_messages = warning;
+SELECT shards_moved FROM pgshard.move_shard(:first_shard, :'other_worker');
+RESET client_min_messages;
+:accounts_intact;
+SELECT * FROM (:invariant) i;
+:rows_where_shard_for_says;
+SELECT pgshard.cleanup_orphaned_shards() > 0 AS old_copies_dropped;
+SELECT worker, result AS leftovers FROM pgshard.run_command_on_workers(
+  $$SELECT (SELECT count(*) FROM pg_subscription) + (SELECT count(*) FROM pg_publication) + (SELECT count(*) FROM pg_replication_slots) + (SELECT count(*) FROM pg_class WHERE relname LIKE 'pgshard_move%') + (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pgshard_split%')$$) ORDER BY 1;
+
 -- Shard statistics: the statements routed to each shard since the reset (shared memory, all
 -- sessions), and the shards far above their table's mean.
 SELECT pgshard.reset_shard_stats();
