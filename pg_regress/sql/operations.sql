@@ -194,13 +194,21 @@ SELECT count(*) AS shards_of_first_group FROM pgshard.shards WHERE shard_id = :f
 :accounts_intact;
 SELECT * FROM (:invariant) i;
 :rows_where_shard_for_says;
-SELECT worker, result AS split_leftovers FROM pgshard.run_command_on_workers(
-  $$SELECT (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pgshard_split%') + (SELECT count(*) FROM pg_class WHERE relname ~ '^pgbench_(accounts|history)_[0-9]+$')$$) ORDER BY 1;
+SELECT (SELECT sum(result::int) FROM pgshard.run_command_on_workers(
+          $q$SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pgshard_split%'$q$)) AS capture_triggers,
+       (SELECT sum(result::int) FROM pgshard.run_command_on_workers(
+          $q$SELECT count(*) FROM pg_class WHERE relkind = 'r' AND relname ~ '^pgbench_(accounts|history)_[0-9]+$'$q$))
+       - (SELECT count(*) FROM pgshard.shards
+          WHERE table_name IN ('pgbench_accounts'::regclass, 'pgbench_history'::regclass)) AS tables_no_placement_names;
 SET client_min_messages = warning;
 SELECT pgshard.cleanup_orphaned_shards() AS tables_dropped;
 RESET client_min_messages;
-SELECT worker, result AS split_leftovers FROM pgshard.run_command_on_workers(
-  $$SELECT (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pgshard_split%') + (SELECT count(*) FROM pg_class WHERE relname ~ '^pgbench_(accounts|history)_[0-9]+$')$$) ORDER BY 1;
+SELECT (SELECT sum(result::int) FROM pgshard.run_command_on_workers(
+          $q$SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pgshard_split%'$q$)) AS capture_triggers,
+       (SELECT sum(result::int) FROM pgshard.run_command_on_workers(
+          $q$SELECT count(*) FROM pg_class WHERE relkind = 'r' AND relname ~ '^pgbench_(accounts|history)_[0-9]+$'$q$))
+       - (SELECT count(*) FROM pgshard.shards
+          WHERE table_name IN ('pgbench_accounts'::regclass, 'pgbench_history'::regclass)) AS tables_no_placement_names;
 SET client_min_messages = warning;
 SELECT shards_split FROM pgshard.split_shard(:first_shard, 'w2');
 RESET client_min_messages;
