@@ -231,6 +231,28 @@ RESET client_min_messages;
 :accounts_intact;
 SELECT * FROM (:invariant) i;
 :rows_where_shard_for_says;
+-- A worker failing in the middle: a split from w1 to w2 is held, w2 stops, the split is
+-- cancelled (its cleanup cannot reach w2). The shards on w1 serve meanwhile; once w2 is back,
+-- one cleanup call removes the new tables left there, and the retried split succeeds.
+SELECT min(shard_id) AS w1_shard FROM pgshard.shards WHERE table_name = 'pgbench_accounts'::regclass AND worker = 'w1' \gset
+SELECT min(a.aid) AS w1_aid FROM pgbench_accounts a, LATERAL pgshard.shard_for('pgbench_accounts', a.aid) f WHERE f.shard_id = :w1_shard \gset
+\! (PGOPTIONS="-c pgshard.inject_fault=pause_before_switch" psql -X -h 127.0.0.1 -p "$PGSHARD_PORT" -d pgshard -c "SELECT * FROM pgshard.split_shard($(psql -X -At -h 127.0.0.1 -p "$PGSHARD_PORT" -d pgshard -c "SELECT min(shard_id) FROM pgshard.shards WHERE table_name = 'pgbench_accounts'::regclass AND worker = 'w1'"), 'w2')" > "$PGSHARD_CLUSTER_DIR/failed_split.log" 2>&1 &)
+:wait_for_held;
+\! pg_ctl -D "$PGSHARD_CLUSTER_DIR/worker_2" -w -m immediate stop > /dev/null
+SELECT pg_cancel_backend(pid) FROM pgshard.operation_progress;
+:wait_for_none;
+SELECT abalance IS NOT NULL AS served_from_w1 FROM pgbench_accounts WHERE aid = :w1_aid;
+\! pg_ctl -D "$PGSHARD_CLUSTER_DIR/worker_2" -l "$PGSHARD_CLUSTER_DIR/worker_2/server.log" -w start > /dev/null
+\! grep -o "ERROR:  canceling statement due to user request" "$PGSHARD_CLUSTER_DIR/failed_split.log"
+SELECT count(*) AS shards_of_w1_group FROM pgshard.shards WHERE shard_id = :w1_shard;
+:accounts_intact;
+SELECT * FROM (:invariant) i;
+SET client_min_messages = warning;
+SELECT pgshard.cleanup_orphaned_shards() >= 2 AS new_tables_dropped;
+SELECT shards_split FROM pgshard.split_shard(:w1_shard, 'w2');
+RESET client_min_messages;
+:accounts_intact;
+:rows_where_shard_for_says;
 SELECT pgshard.cleanup_orphaned_shards() > 0 AS old_copies_dropped;
 SELECT worker, result AS leftovers FROM pgshard.run_command_on_workers(
   $$SELECT (SELECT count(*) FROM pg_subscription) + (SELECT count(*) FROM pg_publication) + (SELECT count(*) FROM pg_replication_slots) + (SELECT count(*) FROM pg_class WHERE relname LIKE 'pgshard_move%') + (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pgshard_split%')$$) ORDER BY 1;
