@@ -294,6 +294,28 @@ fn lock_coordinator(key1: u32, key2: u32, class: u16, mode: u32) {
     unsafe { pg_sys::LockAcquire(&tag, mode as i32, false, false) };
 }
 
+/// Takes the lock that moves and splits hold on a sharded table for their whole run, SHARE
+/// UPDATE EXCLUSIVE: it conflicts with another move or split, DDL and TRUNCATE of the table,
+/// not with reads and writes. Without `wait`, returns false at once when it is not free.
+pub fn lock_against_operations(oid: pg_sys::Oid, wait: bool) -> bool {
+    let mode = pg_sys::ShareUpdateExclusiveLock as i32;
+    // SAFETY: a transaction-scoped relation lock; an interrupt while waiting raises as usual.
+    unsafe {
+        if wait {
+            pg_sys::LockRelationOid(oid, mode);
+            true
+        } else {
+            pg_sys::ConditionalLockRelationOid(oid, mode)
+        }
+    }
+}
+
+/// Raises unless the statement runs outside a transaction block (`function` names it).
+pub fn prevent_in_transaction_block(function: &std::ffi::CStr) {
+    // SAFETY: raises a regular error inside a transaction block, does nothing otherwise.
+    unsafe { pg_sys::PreventInTransactionBlock(true, function.as_ptr()) };
+}
+
 /// Locks the writes of one shard group (the shards of a co-location group with one hash range)
 /// until the transaction ends. Writers take it in RowExclusiveLock mode, so they never wait for
 /// each other; moving the group takes ExclusiveLock, which waits for the writers in flight and

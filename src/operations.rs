@@ -15,6 +15,7 @@
 //! If anything fails before the switch, the catalog still names the source, which kept every
 //! write: the move is retried or its leftovers are removed with one call.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use pgrx::prelude::*;
@@ -24,6 +25,7 @@ use crate::error::{require_superuser, spi_failed, PgShardError};
 use crate::metadata::{self, AsSuperuser, Shard, ShardedTable};
 use crate::progress::Progress;
 use crate::remote::{self, Worker};
+use pgshard_core::leftovers::Leftover;
 use pgshard_core::progress::Phase;
 
 /// How often a move looks at the target's progress while it copies.
@@ -47,12 +49,7 @@ fn move_shard(
         name!(seconds, f64),
     ),
 > {
-    require_superuser("move shards");
-    // SAFETY: refuses to run inside a transaction block, where the write pause would last
-    // until the caller's COMMIT.
-    unsafe { pg_sys::PreventInTransactionBlock(true, c"pgshard.move_shard()".as_ptr()) };
-    let _superuser = AsSuperuser::enter();
-    let group = ShardGroup::find(shard_id, "move");
+    let (group, _superuser) = ShardGroup::begin(shard_id, "move", c"pgshard.move_shard()");
     let workers = crate::workers::all_workers();
     let target = workers[worker_named(&workers, to_worker)].clone();
     let source = group.shards[0].1.worker.clone();
@@ -113,11 +110,7 @@ fn cleanup_orphaned_shards(min_age: default!(pgrx::datum::Interval, "'0'")) -> i
     let _superuser = AsSuperuser::enter();
     // What a running operation is making would look like leftovers: wait for none.
     for oid in metadata::sharded_table_oids() {
-        // SAFETY: the lock moves and splits hold; taken without waiting.
-        let locked = unsafe {
-            pg_sys::ConditionalLockRelationOid(oid, pg_sys::ShareUpdateExclusiveLock as i32)
-        };
-        if !locked {
+        if !metadata::lock_against_operations(oid, false) {
             refuse(
                 PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
                 format!(
@@ -186,122 +179,123 @@ fn orphaned_shards(min_age: pgrx::datum::Interval) -> Vec<(i32, String)> {
 /// and log entries of splits; and shard tables that no placement or orphan names there.
 /// Returns how many shard tables it dropped.
 fn remove_leftovers() -> i64 {
-    let mut known: std::collections::HashSet<(i32, String)> = std::collections::HashSet::new();
+    let workers = crate::workers::all_workers();
+    let mut known: HashSet<(i32, String)> = HashSet::new();
     let mut names: Vec<(String, String)> = Vec::new();
     for oid in metadata::sharded_table_oids() {
         if let Some(table) = metadata::sharded_table(oid) {
-            for shard in &table.shards {
-                known.insert((shard.worker.id, shard.relation.clone()));
-            }
+            known.extend(table.shards.iter().map(|s| (s.worker.id, s.relation.clone())));
             names.push(metadata::schema_and_name(oid));
         }
     }
-    let orphans = orphaned_shards(pgrx::datum::Interval::new(0, 0, 0).expect("a zero interval"));
-    let orphaned: std::collections::HashSet<(i32, String)> = orphans.iter().cloned().collect();
-    known.extend(orphans);
-    let mut dropped = 0;
-    let workers = crate::workers::all_workers();
-    // Subscriptions first, on every worker: dropping one drops its slot on the source, which
-    // an active subscription would keep.
-    for subscriptions in [true, false] {
-        for worker in &workers {
-            let direct = Direct::open(worker);
-            let found = direct.run(
-            "SELECT 'table', quote_ident(n.nspname) || '.' || quote_ident(c.relname), \
-               substring(c.relname from '_([0-9]+)$') \
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relkind = 'r' AND c.relname ~ '_[0-9]+$' \
-               AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-             UNION ALL SELECT 'subscription', subname, NULL FROM pg_subscription \
-               WHERE subname LIKE 'pgshard\\_move\\_%' \
-             UNION ALL SELECT 'publication', pubname, NULL FROM pg_publication \
-               WHERE pubname LIKE 'pgshard\\_move\\_%' \
-             UNION ALL SELECT 'slot', slot_name, NULL FROM pg_replication_slots \
-               WHERE slot_name LIKE 'pgshard\\_move\\_%' AND NOT active \
-             UNION ALL SELECT 'marker', 'public.' || quote_ident(relname), NULL FROM pg_class \
-               WHERE relname LIKE 'pgshard\\_move\\_%\\_marker' AND relkind = 'r' \
-             UNION ALL SELECT 'trigger', quote_ident(t.tgname), \
-               quote_ident(n.nspname) || '.' || quote_ident(c.relname) \
-               FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
-               JOIN pg_namespace n ON n.oid = c.relnamespace WHERE t.tgname LIKE 'pgshard\\_split\\_%' \
-             UNION ALL SELECT 'log', 'public.pgshard_split_log', NULL \
-               WHERE to_regclass('public.pgshard_split_log') IS NOT NULL",
-            "look for leftovers on",
-        );
-            let mut statements = vec!["SET lock_timeout = '10s'".to_string()];
-            let mut removed = Vec::new();
-            for message in &found {
-                let SimpleQueryMessage::Row(row) = message else {
-                    continue;
-                };
-                let (Some(kind), Some(name)) = (row.get(0), row.get(1)) else {
-                    continue;
-                };
-                if subscriptions != (kind == "subscription") {
-                    continue;
+    let orphaned: HashSet<(i32, String)> = orphaned_shards(
+        pgrx::datum::Interval::new(0, 0, 0).expect("a zero interval"),
+    )
+    .into_iter()
+    .collect();
+    let found: Vec<Vec<Leftover>> = workers
+        .iter()
+        .map(|worker| leftovers_on(worker, &known, &orphaned, &names))
+        .collect();
+    for (worker, leftovers) in workers.iter().zip(&found) {
+        let removed: Vec<String> = leftovers.iter().filter_map(Leftover::description).collect();
+        if !removed.is_empty() {
+            notice(&format!(
+                "removing leftovers of interrupted operations on worker \"{}\": {}",
+                worker.name,
+                removed.join(", ")
+            ));
+        }
+    }
+    for first in [true, false] {
+        for (worker, leftovers) in workers.iter().zip(&found) {
+            for leftover in leftovers.iter().filter(|l| l.goes_first() == first) {
+                for statement in leftover.statements() {
+                    remote::run_best_effort(
+                        worker,
+                        &["SET lock_timeout = '10s'".to_string(), statement],
+                    );
                 }
-                match kind {
-                    "table" => {
-                        let id: i64 = row.get(2).and_then(|v| v.parse().ok()).unwrap_or(0);
-                        let is_shard = id >= 100001
-                            && names.iter().any(|(schema, table)| {
-                                metadata::shard_relation(schema, table, id) == name
-                            });
-                        if is_shard && !known.contains(&(worker.id, name.to_string())) {
-                            statements.push(format!("DROP TABLE IF EXISTS {name} CASCADE"));
-                            removed.push(format!("shard table {name}"));
-                            dropped += 1;
-                        }
-                    }
-                    "subscription" => {
-                        // Without its slot when the source cannot be reached.
-                        statements.extend([
-                            format!("ALTER SUBSCRIPTION {name} DISABLE"),
-                            format!("DROP SUBSCRIPTION IF EXISTS {name}"),
-                            format!("ALTER SUBSCRIPTION {name} SET (slot_name = NONE)"),
-                            format!("DROP SUBSCRIPTION IF EXISTS {name}"),
-                        ]);
-                        removed.push(format!("subscription {name}"));
-                    }
-                    "publication" => {
-                        statements.push(format!("DROP PUBLICATION IF EXISTS {name}"));
-                        removed.push(format!("publication {name}"));
-                    }
-                    "slot" => {
-                        statements.push(format!(
-                            "SELECT pg_drop_replication_slot({})",
-                            pgshard_core::layout::quote_literal(name)
-                        ));
-                        removed.push(format!("replication slot {name}"));
-                    }
-                    "marker" => statements.push(format!("DROP TABLE IF EXISTS {name}")),
-                    "trigger" => {
-                        let table = row.get(2).unwrap_or_default();
-                        // A finished split's trigger goes with its orphaned old shard.
-                        if orphaned.contains(&(worker.id, table.to_string())) {
-                            continue;
-                        }
-                        statements.push(format!("DROP TRIGGER IF EXISTS {name} ON {table}"));
-                        removed.push(format!("trigger {name} on {table}"));
-                    }
-                    _ => statements.push("DELETE FROM public.pgshard_split_log".to_string()),
-                }
-            }
-            if !removed.is_empty() {
-                notice(&format!(
-                    "removing leftovers of interrupted operations on worker \"{}\": {}",
-                    worker.name,
-                    removed.join(", ")
-                ));
-            }
-            // Each on its own: one that fails (a lock not granted in time) does not keep the
-            // others from running, and a later call retries it.
-            for statement in &statements[1..] {
-                remote::run_best_effort(worker, &[statements[0].clone(), statement.clone()]);
             }
         }
     }
-    dropped
+    found
+        .iter()
+        .flatten()
+        .filter(|l| matches!(l, Leftover::ShardTable(_)))
+        .count() as i64
+}
+
+/// What interrupted operations left on `worker`: every object named like a move's or a
+/// split's, and the shard tables (a sharded table's name, `_`, a shard id) that neither a
+/// placement nor an orphan entry (`known`) names there. A finished split's trigger is not one:
+/// it goes with its orphaned old shard.
+fn leftovers_on(
+    worker: &Worker,
+    known: &HashSet<(i32, String)>,
+    orphaned: &HashSet<(i32, String)>,
+    names: &[(String, String)],
+) -> Vec<Leftover> {
+    let found = Direct::open(worker).run(
+        "SELECT 'table', n.nspname, c.relname, substring(c.relname from '_([0-9]+)$') \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind = 'r' AND c.relname ~ '_[0-9]+$' \
+           AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+         UNION ALL SELECT 'subscription', quote_ident(subname), NULL, NULL FROM pg_subscription \
+           WHERE subname LIKE 'pgshard\\_move\\_%' \
+         UNION ALL SELECT 'publication', quote_ident(pubname), NULL, NULL FROM pg_publication \
+           WHERE pubname LIKE 'pgshard\\_move\\_%' \
+         UNION ALL SELECT 'slot', slot_name, NULL, NULL FROM pg_replication_slots \
+           WHERE slot_name LIKE 'pgshard\\_move\\_%' AND NOT active \
+         UNION ALL SELECT 'marker', 'public.' || quote_ident(relname), NULL, NULL FROM pg_class \
+           WHERE relname LIKE 'pgshard\\_move\\_%\\_marker' AND relkind = 'r' \
+         UNION ALL SELECT 'trigger', quote_ident(t.tgname), \
+           quote_ident(n.nspname) || '.' || quote_ident(c.relname), NULL \
+           FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+           JOIN pg_namespace n ON n.oid = c.relnamespace WHERE t.tgname LIKE 'pgshard\\_split\\_%' \
+         UNION ALL SELECT 'log', NULL, NULL, NULL \
+           WHERE to_regclass('public.pgshard_split_log') IS NOT NULL",
+        "look for leftovers on",
+    );
+    let here = |relation: &str| (worker.id, relation.to_string());
+    found
+        .iter()
+        .filter_map(|message| {
+            let SimpleQueryMessage::Row(row) = message else {
+                return None;
+            };
+            let name = || row.get(1).unwrap_or_default().to_string();
+            match row.get(0)? {
+                "table" => {
+                    let (schema, relname) = (row.get(1)?, row.get(2)?);
+                    let id: i64 = row.get(3)?.parse().ok()?;
+                    let relation = names
+                        .iter()
+                        .filter(|(s, t)| {
+                            s == schema
+                                && id >= 100001
+                                && pgshard_core::layout::shard_relation_name(t, id) == relname
+                        })
+                        .map(|(s, t)| metadata::shard_relation(s, t, id))
+                        .next()?;
+                    (!known.contains(&here(&relation)) && !orphaned.contains(&here(&relation)))
+                        .then_some(Leftover::ShardTable(relation))
+                }
+                "subscription" => Some(Leftover::Subscription(name())),
+                "publication" => Some(Leftover::Publication(name())),
+                "slot" => Some(Leftover::Slot(name())),
+                "marker" => Some(Leftover::Marker(name())),
+                "trigger" => {
+                    let table = row.get(2)?;
+                    (!orphaned.contains(&here(table))).then(|| Leftover::Trigger {
+                        name: name(),
+                        table: table.to_string(),
+                    })
+                }
+                _ => Some(Leftover::SplitLog),
+            }
+        })
+        .collect()
 }
 
 /// The shards that move together: one per table of the co-location group, with one hash range.
@@ -331,9 +325,24 @@ struct Moved {
 }
 
 impl ShardGroup {
+    /// The start of every move and split (`operation`, run by SQL function `function`):
+    /// superuser only, never inside a transaction block (the write pause would last until the
+    /// caller's COMMIT); the group is found and locked, and the catalog read as superuser while
+    /// the returned guard lives.
+    pub(crate) fn begin(
+        shard_id: i64,
+        operation: &str,
+        function: &std::ffi::CStr,
+    ) -> (ShardGroup, AsSuperuser) {
+        require_superuser(&format!("{operation} shards"));
+        metadata::prevent_in_transaction_block(function);
+        let superuser = AsSuperuser::enter();
+        (ShardGroup::find(shard_id, operation), superuser)
+    }
+
     /// The group of shard `shard_id`, locked against other moves and splits, schema changes and
     /// TRUNCATE of its tables; `operation` ("move", "split") names what refusals refuse.
-    pub(crate) fn find(shard_id: i64, operation: &str) -> ShardGroup {
+    fn find(shard_id: i64, operation: &str) -> ShardGroup {
         let table_oid = Spi::get_one_with_args::<pg_sys::Oid>(
             "SELECT table_oid::oid FROM pgshard.shard WHERE shard_id = $1",
             &[shard_id.into()],
@@ -372,12 +381,7 @@ impl ShardGroup {
             if member.reference || member.colocation_id != table.colocation_id {
                 continue;
             }
-            // SAFETY: the lock moves take: it conflicts with another move, DDL and TRUNCATE of
-            // the table, not with reads and writes.
-            let locked = unsafe {
-                pg_sys::ConditionalLockRelationOid(oid, pg_sys::ShareUpdateExclusiveLock as i32)
-            };
-            if !locked {
+            if !metadata::lock_against_operations(oid, false) {
                 refuse(
                     PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
                     format!(

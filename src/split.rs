@@ -28,9 +28,9 @@ use pgrx::PgMemoryContexts;
 use pgshard_core::hashing::{split_range, HashRange, SplitError};
 use tokio_postgres::SimpleQueryMessage;
 
-use crate::error::{require_superuser, spi_failed};
+use crate::error::spi_failed;
 use crate::hashing::KeyTextHasher;
-use crate::metadata::{self, quote_ident, AsSuperuser, Shard, ShardedTable};
+use crate::metadata::{self, quote_ident, Shard, ShardedTable};
 use crate::operations::{notice, pause_for_tests, refuse, worker_named, Direct, ShardGroup};
 use crate::progress::Progress;
 use crate::remote::{self, Worker};
@@ -85,12 +85,7 @@ fn split_shard(
         name!(seconds, f64),
     ),
 > {
-    require_superuser("split shards");
-    // SAFETY: refuses to run inside a transaction block, where the write pause would last
-    // until the caller's COMMIT.
-    unsafe { pg_sys::PreventInTransactionBlock(true, c"pgshard.split_shard()".as_ptr()) };
-    let _superuser = AsSuperuser::enter();
-    let group = ShardGroup::find(shard_id, "split");
+    let (group, _superuser) = ShardGroup::begin(shard_id, "split", c"pgshard.split_shard()");
     let source = group.shards[0].1.worker.clone();
     let target = match to_worker {
         Some(name) => {

@@ -1049,9 +1049,9 @@ struct Colocation {
 }
 
 fn colocation_of(other: pg_sys::Oid, family: KeyFamily, shard_count: Option<i32>) -> Colocation {
-    // SAFETY: the lock moves and splits take: the group's layout cannot change under the new
-    // table while it is created (a running move or split is waited for).
-    unsafe { pg_sys::LockRelationOid(other, pg_sys::ShareUpdateExclusiveLock as i32) };
+    // The group's layout cannot change under the new table while it is created (a running
+    // move or split is waited for).
+    metadata::lock_against_operations(other, true);
     let other_name = relation_name(other);
     let sharded = metadata::sharded_table(other).unwrap_or_else(|| {
         refuse(

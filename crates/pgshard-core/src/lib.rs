@@ -7,6 +7,7 @@ pub mod copytext;
 pub mod ddl;
 pub mod envelope;
 pub mod layout;
+pub mod leftovers;
 pub mod progress;
 pub mod rebalance;
 pub mod reference;
