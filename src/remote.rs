@@ -47,6 +47,9 @@ thread_local! {
         .build()
         .expect("could not build the tokio runtime for pgshard");
     static CONNECTIONS: RefCell<HashMap<ConnectionKey, Client>> = RefCell::new(HashMap::new());
+    /// Each worker's conninfo as last parsed, with its parse: routing a statement looks a
+    /// connection up by worker and role, and should not parse the conninfo again to do it.
+    static PARSED: RefCell<HashMap<i32, (String, Config)>> = RefCell::new(HashMap::new());
 }
 
 /// Why a worker could not be used, with the SQLSTATE to report it under.
@@ -162,21 +165,30 @@ fn connection_user(config: &Config) -> String {
     }
 }
 
-/// Builds the tokio-postgres configuration for a worker: parsed, names resolved, the role and
-/// timeouts filled in.
+/// Builds the tokio-postgres configuration for a worker: parsed, the role and timeouts filled
+/// in. Host names are resolved by [`connect`], when a connection is opened.
 pub fn worker_config(worker: &Worker) -> Result<Config, RemoteError> {
-    let mut config = pgshard_core::conninfo::parse(&worker.conninfo).map_err(|e| RemoteError {
-        code: PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-        message: format!("invalid conninfo: {e}"),
-        detail: None,
-        hint: HINT_CONNINFO,
-    })?;
-    pgshard_core::conninfo::resolve_hosts(&mut config).map_err(|e| RemoteError {
-        code: PgSqlErrorCode::ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
-        message: e.to_string(),
-        detail: None,
-        hint: HINT_UNREACHABLE,
-    })?;
+    let cached = PARSED.with(|parsed| {
+        let parsed = parsed.borrow();
+        let (conninfo, config) = parsed.get(&worker.id)?;
+        (*conninfo == worker.conninfo).then(|| config.clone())
+    });
+    let mut config = match cached {
+        Some(config) => config,
+        None => {
+            let config = pgshard_core::conninfo::parse(&worker.conninfo).map_err(|e| RemoteError {
+                code: PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                message: format!("invalid conninfo: {e}"),
+                detail: None,
+                hint: HINT_CONNINFO,
+            })?;
+            PARSED.with(|parsed| {
+                let entry = (worker.conninfo.clone(), config.clone());
+                parsed.borrow_mut().insert(worker.id, entry)
+            });
+            config
+        }
+    };
     let user = connection_user(&config);
     config.user(user);
     config.connect_timeout(guc::connect_timeout());
@@ -189,7 +201,13 @@ pub fn worker_config(worker: &Worker) -> Result<Config, RemoteError> {
 /// Opens a connection. The whole handshake (TCP connect, startup, authentication) is bounded by
 /// `pgshard.connect_timeout`: tokio-postgres bounds only the TCP connect, and a host that
 /// accepts connections but never answers must not hang the statement.
-pub async fn connect(config: Config) -> Result<Client, RemoteError> {
+pub async fn connect(mut config: Config) -> Result<Client, RemoteError> {
+    pgshard_core::conninfo::resolve_hosts(&mut config).map_err(|e| RemoteError {
+        code: PgSqlErrorCode::ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+        message: e.to_string(),
+        detail: None,
+        hint: HINT_UNREACHABLE,
+    })?;
     let timeout = guc::connect_timeout();
     let attempt = async {
         let (client, connection) = config
@@ -269,6 +287,7 @@ pub fn forget_worker(worker_id: i32) {
             .borrow_mut()
             .retain(|key, _| key.worker_id != worker_id)
     });
+    PARSED.with(|parsed| parsed.borrow_mut().remove(&worker_id));
 }
 
 fn interrupt_pending() -> bool {
