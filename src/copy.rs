@@ -1,11 +1,13 @@
 //! COPY with sharded and reference tables.
 //!
-//! `COPY t FROM …`: PostgreSQL's own COPY reader parses the input on the coordinator (every
-//! format and option it has, with its errors and their `COPY t, line n` context), fills in
-//! defaults and sequences, and applies the WHERE clause; each row is then hashed to its shard
-//! and buffered per shard, and a full buffer goes to its shard with one `COPY … FROM STDIN`
-//! (see `shard_copy.rs`), so memory stays bounded whatever the input size. Everything happens
-//! in the coordinator transaction's remote transactions: a failed COPY leaves no row anywhere.
+//! `COPY t FROM …`: PostgreSQL's own COPY reader splits the input on the coordinator (every
+//! format and option it has, with its errors and their `COPY t, line n` context). When nothing
+//! needs the values on the coordinator, the raw fields go on as they are (`copy_fields.rs`);
+//! otherwise the reader converts each row, fills in defaults and sequences, and applies the
+//! WHERE clause. Each row is hashed to its shard and buffered per shard, and full buffers go to
+//! their shards with `COPY … FROM STDIN` while reading goes on (see `shard_copy.rs`), so memory
+//! stays bounded whatever the input size. Everything happens in the coordinator transaction's
+//! remote transactions: a failed COPY leaves no row anywhere.
 //!
 //! `COPY t TO …` runs as `COPY (SELECT columns FROM t) TO …`, read through the pgshard scan.
 
@@ -18,6 +20,7 @@ use crate::error::PgShardError;
 use crate::execution::{column_names, live_columns, palloc_string};
 use crate::metadata::{self, cstr, quote_ident};
 use crate::rows::TextEncoder;
+use crate::copy_fields::RawFields;
 use crate::shard_copy::ShardCopy;
 
 unsafe extern "C-unwind" {
@@ -141,52 +144,85 @@ pub unsafe fn copy_from(stmt: *mut pg_sys::CopyStmt, query_string: *const std::f
         info
     };
     let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsVirtual);
-    let mut encoder = TextEncoder::new(desc);
     let live = live_columns(relid);
-    let columns = column_names(relid, &live);
-    let mut copy = ShardCopy::new(&table, &columns, FLUSH_BYTES);
+    let fields = input_columns(rel, s.attlist);
+    let raw = qual.is_null() && plain_constraints(desc) && crate::copy_fields::raw_options(s.options) && {
+        let mut given = fields.clone();
+        given.sort_unstable();
+        given == live
+    };
 
     // Errors while reading (the input's and ours, such as a NULL shard key) name the input
-    // line, as COPY's own do.
+    // line, as COPY's own do. The context is set only while a row is read: a worker's error
+    // names the line of its row itself (see ShardCopy), the last line read would mislead.
     let callback = pg_sys::palloc0(std::mem::size_of::<pg_sys::ErrorContextCallback>())
         as *mut pg_sys::ErrorContextCallback;
     (*callback).callback = Some(copy_from_error_callback);
     (*callback).arg = cstate.cast();
-    (*callback).previous = pg_sys::error_context_stack;
-    pg_sys::error_context_stack = callback;
+    let reading = || {
+        (*callback).previous = pg_sys::error_context_stack;
+        pg_sys::error_context_stack = callback;
+    };
+    let read = || pg_sys::error_context_stack = (*callback).previous;
 
+    let row_memory = (*econtext).ecxt_per_tuple_memory;
     let mut processed: u64 = 0;
-    loop {
-        pgrx::check_for_interrupts!();
-        let row_memory = (*econtext).ecxt_per_tuple_memory;
-        pg_sys::MemoryContextReset(row_memory);
-        let previous = pg_sys::MemoryContextSwitchTo(row_memory);
-        pg_sys::ExecClearTuple(slot);
-        let more = pg_sys::NextCopyFrom(cstate, econtext, (*slot).tts_values, (*slot).tts_isnull);
-        if !more {
+    if raw {
+        let columns = column_names(relid, &fields);
+        let mut copy = ShardCopy::new(&table, &columns, FLUSH_BYTES);
+        copy.track_input_lines();
+        let mut reader = RawFields::new(&table, rel, &fields, s.options);
+        copy.load(|copy| {
+            pg_sys::MemoryContextReset(row_memory);
+            let previous = pg_sys::MemoryContextSwitchTo(row_memory);
+            reading();
+            let row = reader.next(cstate, slot, constraints, estate);
+            read();
+            if let Some(row) = &row {
+                copy.push_from_line(row.targets.clone(), reader.values(), row.line);
+                processed += 1;
+            }
             pg_sys::MemoryContextSwitchTo(previous);
-            break;
-        }
-        pg_sys::ExecStoreVirtualTuple(slot);
-        (*econtext).ecxt_scantuple = slot;
-        if !qual_state.is_null() && !pg_sys::ExecQual(qual_state, econtext) {
+            row.is_some()
+        });
+    } else {
+        let mut encoder = TextEncoder::new(desc);
+        let columns = column_names(relid, &live);
+        let copy = ShardCopy::new(&table, &columns, FLUSH_BYTES);
+        copy.load(|copy| loop {
+            pg_sys::MemoryContextReset(row_memory);
+            let previous = pg_sys::MemoryContextSwitchTo(row_memory);
+            reading();
+            pg_sys::ExecClearTuple(slot);
+            let more =
+                pg_sys::NextCopyFrom(cstate, econtext, (*slot).tts_values, (*slot).tts_isnull);
+            if !more {
+                read();
+                pg_sys::MemoryContextSwitchTo(previous);
+                return false;
+            }
+            pg_sys::ExecStoreVirtualTuple(slot);
+            (*econtext).ecxt_scantuple = slot;
+            if !qual_state.is_null() && !pg_sys::ExecQual(qual_state, econtext) {
+                read();
+                pg_sys::MemoryContextSwitchTo(previous);
+                continue;
+            }
+            if !constraints.is_null() {
+                pg_sys::ExecConstraints(constraints, slot, estate);
+            }
+            let targets = crate::hashing::row_shards(&table, slot);
+            let values: Vec<Option<String>> = live
+                .iter()
+                .map(|&a| encoder.text(slot, a as usize - 1))
+                .collect();
+            read();
             pg_sys::MemoryContextSwitchTo(previous);
-            continue;
-        }
-        if !constraints.is_null() {
-            pg_sys::ExecConstraints(constraints, slot, estate);
-        }
-        let targets = crate::hashing::row_shards(&table, slot);
-        let values: Vec<Option<String>> = live
-            .iter()
-            .map(|&a| encoder.text(slot, a as usize - 1))
-            .collect();
-        pg_sys::MemoryContextSwitchTo(previous);
-        copy.push(targets, &values);
-        processed += 1;
+            copy.push_texts(targets, &values);
+            processed += 1;
+            return true;
+        });
     }
-    copy.finish();
-    pg_sys::error_context_stack = (*callback).previous;
 
     pg_sys::EndCopyFrom(cstate);
     pg_sys::ExecDropSingleTupleTableSlot(slot);
@@ -194,6 +230,24 @@ pub unsafe fn copy_from(stmt: *mut pg_sys::CopyStmt, query_string: *const std::f
     pg_sys::table_close(rel, pg_sys::NoLock as i32);
     processed
 }
+
+/// The columns the input gives, in input order: the column list, else every live column.
+unsafe fn input_columns(rel: pg_sys::Relation, attlist: *mut pg_sys::List) -> Vec<i16> {
+    if attlist.is_null() {
+        return live_columns((*rel).rd_id);
+    }
+    list_pointers(attlist)
+        .into_iter()
+        .map(|name| pg_sys::attnameAttNum(rel, string_value(name.cast()), false) as i16)
+        .collect()
+}
+
+/// No CHECK constraint and no generated column: NOT NULL is all the coordinator checks.
+unsafe fn plain_constraints(desc: pg_sys::TupleDesc) -> bool {
+    let constr = (*desc).constr;
+    constr.is_null() || ((*constr).num_check == 0 && !(*constr).has_generated_stored)
+}
+
 
 /// COPY from a server file or program needs the rights PostgreSQL asks for them.
 unsafe fn check_server_file_rights(pipe: bool, program: bool) {

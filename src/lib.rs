@@ -9,6 +9,7 @@ use pgrx::prelude::*;
 
 mod aggregate;
 mod copy;
+mod copy_fields;
 mod ddl;
 mod deparse;
 mod encryption;

@@ -1,12 +1,18 @@
-//! Bulk copy of rows into shards: rows are sorted into per-shard buffers in COPY text format;
-//! when a buffer grows past its limit, the buffers are sent with one `COPY … FROM STDIN` per
-//! shard, to all workers at once. Memory stays bounded by the limit times the number of shards,
-//! whatever the input size.
+//! Bulk copy of rows into shards: rows are sorted into per-shard buffers in COPY text format,
+//! and a full buffer goes to its shard with one `COPY … FROM STDIN`, so memory stays bounded
+//! by the limit times the number of shards, whatever the input size.
+//!
+//! Reading and loading overlap. Until a first buffer fills, rows are only read: a small load
+//! touches just the workers its rows go to, at the end. From then on, every worker of the table
+//! loads while the coordinator reads on: the reading runs inside the wait for the workers and
+//! gives the runtime a turn every few hundred rows, so the buffers sent go out while the next
+//! ones fill, and the coordinator and the workers use the cores at the same time.
 
 use std::rc::Rc;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
 
 use crate::metadata::{Shard, ShardedTable};
 use crate::remote;
@@ -18,7 +24,20 @@ pub struct ShardCopy<'a> {
     columns: &'a str,
     flush_bytes: usize,
     buffers: Vec<Vec<u8>>,
+    /// The input line of each buffered row, per shard, when the caller tracks them: an error a
+    /// worker raises then names the line of the COPY input, not the line of the worker's COPY.
+    input_lines: Option<Vec<Vec<u64>>>,
 }
+
+/// One shard's buffered rows on their way to it.
+struct Batch {
+    index: usize,
+    data: Bytes,
+    lines: Vec<u64>,
+}
+
+/// Rows read between two turns of the runtime while the workers load.
+const ROWS_PER_TURN: usize = 256;
 
 impl<'a> ShardCopy<'a> {
     pub fn new(table: &'a Rc<ShardedTable>, columns: &'a str, flush_bytes: usize) -> Self {
@@ -27,84 +46,185 @@ impl<'a> ShardCopy<'a> {
             columns,
             flush_bytes,
             buffers: vec![Vec::new(); table.shards.len()],
+            input_lines: None,
         }
+    }
+
+    /// Rows will be pushed with [`push_from_line`](Self::push_from_line).
+    pub fn track_input_lines(&mut self) {
+        self.input_lines = Some(vec![Vec::new(); self.buffers.len()]);
+    }
+
+    /// Adds a row, from line `line` of the COPY input, for the shards `targets`.
+    pub fn push_from_line<'v, I>(&mut self, targets: std::ops::Range<usize>, values: I, line: u64)
+    where
+        I: IntoIterator<Item = Option<&'v [u8]>> + Clone,
+    {
+        if let Some(lines) = self.input_lines.as_mut() {
+            for index in targets.clone() {
+                lines[index].push(line);
+            }
+        }
+        self.push(targets, values);
+    }
+
+    /// Adds a row of output-function texts for the shards `targets`.
+    pub fn push_texts(&mut self, targets: std::ops::Range<usize>, values: &[Option<String>]) {
+        self.push(targets, values.iter().map(|v| v.as_deref().map(str::as_bytes)));
     }
 
     /// Adds a row for the shards `targets` (see `hashing::row_shards`).
-    pub fn push(&mut self, targets: std::ops::Range<usize>, values: &[Option<String>]) {
-        let mut full = false;
+    pub fn push<'v, I>(&mut self, targets: std::ops::Range<usize>, values: I)
+    where
+        I: IntoIterator<Item = Option<&'v [u8]>> + Clone,
+    {
         for index in targets {
-            pgshard_core::copytext::push_row(
-                &mut self.buffers[index],
-                values.iter().map(|v| v.as_deref().map(str::as_bytes)),
-            );
-            full |= self.buffers[index].len() >= self.flush_bytes;
-        }
-        if full {
-            // Rows spread evenly, so the other buffers are nearly full too: sending every
-            // buffer that is at least half full keeps all workers loading at once.
-            self.flush(self.flush_bytes / 2);
+            pgshard_core::copytext::push_row(&mut self.buffers[index], values.clone());
         }
     }
 
-    /// Sends whatever is still buffered.
-    pub fn finish(mut self) {
-        self.flush(1);
+    /// Loads every row `produce` pushes into the shards; `produce` adds one row (or none) per
+    /// call and returns false at the end of its input. Errors are raised.
+    pub fn load(mut self, mut produce: impl FnMut(&mut Self) -> bool) {
+        loop {
+            pgrx::check_for_interrupts!();
+            if !produce(&mut self) {
+                self.send(None);
+                return;
+            }
+            if self.buffers.iter().any(|b| b.len() >= self.flush_bytes) {
+                break;
+            }
+        }
+        self.send(Some(&mut produce));
     }
 
-    /// Sends every buffer holding at least `min_bytes`: one `COPY … FROM STDIN` per shard, a
-    /// worker's shards one after another on its connection, the workers concurrently.
-    fn flush(&mut self, min_bytes: usize) {
-        let ready: Vec<usize> = (0..self.buffers.len())
-            .filter(|&i| self.buffers[i].len() >= min_bytes.max(1))
-            .collect();
-        if ready.is_empty() {
+    /// The buffers holding at least `min_bytes`, taken out; with `more` rows to come, each is
+    /// replaced by one already large enough for a batch (growing it row by row would copy it
+    /// over and over and fault in fresh pages each time).
+    fn take_batches(&mut self, min_bytes: usize, more: bool) -> Vec<Batch> {
+        let mut batches = Vec::new();
+        let capacity = if more { self.flush_bytes + self.flush_bytes / 4 } else { 0 };
+        for index in 0..self.buffers.len() {
+            if self.buffers[index].len() >= min_bytes.max(1) {
+                let lines = match self.input_lines.as_mut() {
+                    Some(lines) => std::mem::take(&mut lines[index]),
+                    None => Vec::new(),
+                };
+                let full = std::mem::replace(&mut self.buffers[index], Vec::with_capacity(capacity));
+                let data = Bytes::from(full);
+                batches.push(Batch { index, data, lines });
+            }
+        }
+        batches
+    }
+
+    /// Sends what is buffered and, with `produce`, every further row it pushes: one
+    /// `COPY … FROM STDIN` per batch, a worker's batches one after another on its connection,
+    /// the workers concurrently, reading overlapping loading (see the module comment).
+    fn send(&mut self, mut produce: Option<&mut dyn FnMut(&mut Self) -> bool>) {
+        let indexes: Vec<usize> = if produce.is_some() {
+            (0..self.buffers.len()).collect()
+        } else {
+            (0..self.buffers.len())
+                .filter(|&i| !self.buffers[i].is_empty())
+                .collect()
+        };
+        if indexes.is_empty() {
             return;
         }
-        let table = crate::metadata::lock_for_writing(self.table, &ready);
-        crate::stats::count(ready.iter().map(|&i| table.shards[i].id), true);
+        let table = crate::metadata::lock_for_writing(self.table, &indexes);
         let shards = &table.shards;
-        let workers = crate::execution::workers_of(ready.iter().map(|&i| &shards[i]));
+        let workers = crate::execution::workers_of(indexes.iter().map(|&i| &shards[i]));
         let mut connections = xact::connections(&workers, Access::Write);
         let tokens: Vec<_> = connections
             .iter()
             .map(|c| c.client.cancel_token())
             .collect();
-        let mut batches: Vec<Vec<(usize, Bytes)>> = vec![Vec::new(); workers.len()];
-        for &index in &ready {
-            let position = workers
-                .iter()
-                .position(|w| w.id == shards[index].worker.id)
-                .expect("a worker of the ready shards");
-            let data = Bytes::from(std::mem::take(&mut self.buffers[index]));
-            batches[position].push((index, data));
-        }
+        // Room for two rounds of every shard's batch per worker: reading never waits for a
+        // worker that keeps up.
+        let room = 2 * shards.len().div_ceil(workers.len()).max(1);
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            workers.iter().map(|_| mpsc::channel::<Batch>(room)).unzip();
         let columns = self.columns;
-        let runs = connections.iter_mut().zip(batches).map(|(conn, batch)| {
+        let loads = connections.iter_mut().zip(receivers).map(|(conn, mut batches)| {
             let begin = std::mem::take(&mut conn.begin);
             let client = &conn.client;
             async move {
                 if !begin.is_empty() {
-                    client.simple_query(&begin).await?;
+                    client.simple_query(&begin).await.map_err(|e| (e, None))?;
                 }
-                for (index, data) in batch {
+                while let Some(batch) = batches.recv().await {
                     let statement =
-                        format!("COPY {} ({columns}) FROM STDIN", shards[index].relation);
-                    let sink = client.copy_in::<_, Bytes>(&statement).await?;
-                    let mut sink = std::pin::pin!(sink);
-                    sink.send(data).await?;
-                    sink.as_mut().finish().await?;
+                        format!("COPY {} ({columns}) FROM STDIN", shards[batch.index].relation);
+                    let copied = async {
+                        let sink = client.copy_in::<_, Bytes>(&statement).await?;
+                        let mut sink = std::pin::pin!(sink);
+                        sink.send(batch.data).await?;
+                        sink.as_mut().finish().await
+                    };
+                    copied.await.map_err(|e| (e, Some(batch.lines)))?;
                 }
-                Ok::<(), tokio_postgres::Error>(())
+                Ok::<(), (tokio_postgres::Error, Option<Vec<u64>>)>(())
             }
         });
-        let results = remote::wait(futures_util::future::join_all(runs), &tokens);
+        let worker_of = |index: usize| {
+            workers
+                .iter()
+                .position(|w| w.id == shards[index].worker.id)
+                .expect("a worker of the table's shards")
+        };
+        let feed = async move {
+            loop {
+                let more = match produce.as_mut() {
+                    Some(produce) => (0..ROWS_PER_TURN).all(|_| produce(self)),
+                    None => false,
+                };
+                let batches = self.take_batches(if more { self.flush_bytes } else { 1 }, more);
+                crate::stats::count(batches.iter().map(|b| shards[b.index].id), true);
+                for batch in batches {
+                    // A worker that failed has stopped receiving; its error is what is raised.
+                    if senders[worker_of(batch.index)].send(batch).await.is_err() {
+                        return;
+                    }
+                }
+                if !more {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        let (_, results) = remote::wait(
+            futures_util::future::join(feed, futures_util::future::join_all(loads)),
+            &tokens,
+        );
         for (worker, result) in workers.iter().zip(results) {
-            if let Err(e) = result {
-                remote::query_error(&e).raise_for(&worker.name, "copy rows to");
+            if let Err((e, lines)) = result {
+                raise_load_error(&e, lines.as_deref(), &worker.name);
             }
         }
     }
+}
+
+/// Raises a worker's error while loading a batch, naming the row's line in the COPY input
+/// when the batch's input lines are known.
+fn raise_load_error(e: &tokio_postgres::Error, lines: Option<&[u64]>, worker: &str) -> ! {
+    let mut error = remote::query_error(e);
+    let worker_line = e
+        .as_db_error()
+        .and_then(|db| db.where_())
+        .and_then(pgshard_core::copytext::context_line);
+    let input_line = worker_line
+        .zip(lines)
+        .and_then(|(line, lines)| lines.get(usize::try_from(line).ok()?.checked_sub(1)?));
+    if let Some(line) = input_line {
+        let at = format!("The row is on line {line} of the COPY input.");
+        error.detail = Some(match error.detail {
+            Some(detail) => format!("{detail}\n{at}"),
+            None => at,
+        });
+    }
+    error.raise_for(worker, "copy rows to")
 }
 
 /// Streams every row of a reference table's copy `from` into its new copy `to` (COPY out of

@@ -1140,7 +1140,7 @@ fn run_on_workers_of(shards: &[Shard], doing: &str, script: impl Fn(&[&Shard]) -
 /// Scans the coordinator's table once and copies each row into its shard.
 fn move_rows_into_shards(table: &TableInfo, sharded: &Rc<ShardedTable>) {
     let columns = table.column_list();
-    let mut copy = ShardCopy::new(sharded, &columns, COPY_FLUSH_BYTES);
+    let copy = ShardCopy::new(sharded, &columns, COPY_FLUSH_BYTES);
     // SAFETY: a sequential scan of a table this transaction holds AccessExclusiveLock on, with
     // the transaction's snapshot; per-row allocations go to a context reset every row.
     unsafe {
@@ -1160,26 +1160,29 @@ fn move_rows_into_shards(table: &TableInfo, sharded: &Rc<ShardedTable>) {
         let live: Vec<usize> = (0..(*desc).natts as usize)
             .filter(|&i| !encoder.is_dropped(i))
             .collect();
-        while pg_sys::table_scan_getnextslot(
-            scan,
-            pg_sys::ScanDirection::ForwardScanDirection,
-            slot,
-        ) {
-            pgrx::check_for_interrupts!();
-            let previous = pg_sys::MemoryContextSwitchTo(row_context);
-            pg_sys::slot_getallattrs(slot);
-            let targets = crate::hashing::row_shards(sharded, slot);
-            let values: Vec<Option<String>> = live.iter().map(|&i| encoder.text(slot, i)).collect();
-            pg_sys::MemoryContextSwitchTo(previous);
-            pg_sys::MemoryContextReset(row_context);
-            copy.push(targets, &values);
-        }
+        copy.load(|copy| {
+            let found = pg_sys::table_scan_getnextslot(
+                scan,
+                pg_sys::ScanDirection::ForwardScanDirection,
+                slot,
+            );
+            if found {
+                let previous = pg_sys::MemoryContextSwitchTo(row_context);
+                pg_sys::slot_getallattrs(slot);
+                let targets = crate::hashing::row_shards(sharded, slot);
+                let values: Vec<Option<String>> =
+                    live.iter().map(|&i| encoder.text(slot, i)).collect();
+                pg_sys::MemoryContextSwitchTo(previous);
+                pg_sys::MemoryContextReset(row_context);
+                copy.push_texts(targets, &values);
+            }
+            found
+        });
         pg_sys::ExecDropSingleTupleTableSlot(slot);
         pg_sys::table_endscan(scan);
         pg_sys::table_close(rel, pg_sys::NoLock as i32);
         pg_sys::MemoryContextDelete(row_context);
     }
-    copy.finish();
 }
 
 /// Streams one shard's rows back into the coordinator's table, in batches of INSERTs.

@@ -8,15 +8,22 @@ pub fn push_value(line: &mut Vec<u8>, value: Option<&[u8]>) {
         line.extend_from_slice(b"\\N");
         return;
     };
-    for &byte in value {
-        match byte {
-            b'\\' => line.extend_from_slice(b"\\\\"),
-            b'\t' => line.extend_from_slice(b"\\t"),
-            b'\n' => line.extend_from_slice(b"\\n"),
-            b'\r' => line.extend_from_slice(b"\\r"),
-            _ => line.push(byte),
-        }
+    let mut rest = value;
+    // Runs without a byte to escape are copied whole: most values have none.
+    while let Some(at) = rest
+        .iter()
+        .position(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
+    {
+        line.extend_from_slice(&rest[..at]);
+        line.extend_from_slice(match rest[at] {
+            b'\\' => b"\\\\",
+            b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            _ => b"\\r",
+        });
+        rest = &rest[at + 1..];
     }
+    line.extend_from_slice(rest);
 }
 
 /// Appends a whole row: values separated by tabs, ended by a newline.
@@ -28,6 +35,15 @@ pub fn push_row<'a>(line: &mut Vec<u8>, values: impl IntoIterator<Item = Option<
         push_value(line, value);
     }
     line.push(b'\n');
+}
+
+/// The line number in the error context a worker's COPY FROM gives (`COPY t_102, line 7,
+/// column c: "x"`), counting from 1.
+pub fn context_line(context: &str) -> Option<u64> {
+    let first = context.lines().find(|l| l.starts_with("COPY "))?;
+    let after = &first[first.find(", line ")? + ", line ".len()..];
+    let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+    after[..digits].parse().ok()
 }
 
 /// Field `index` of one line of COPY text output (without its newline): `None` when the line
@@ -179,5 +195,32 @@ mod tests {
             String::from_utf8(line).unwrap(),
             "a\\tb\t\\N\tback\\\\slash\\nnew\\rline\t\\\\N\t\n"
         );
+    }
+
+    #[test]
+    fn context_line_reads_the_line_of_a_worker_copy_error() {
+        assert_eq!(
+            context_line("COPY events_800001, line 7, column score: \"x\""),
+            Some(7)
+        );
+        assert_eq!(context_line("COPY t_1, line 123456"), Some(123456));
+        assert_eq!(
+            context_line("SQL function \"f\"\nCOPY t_1, line 3: \"1\t2\""),
+            Some(3)
+        );
+        assert_eq!(context_line("PL/pgSQL function f() line 3 at RAISE"), None);
+        assert_eq!(context_line("COPY t_1"), None);
+    }
+
+    #[test]
+    fn push_value_escapes_runs_and_single_bytes() {
+        let mut line = Vec::new();
+        push_value(&mut line, Some(b"a\\b\tc\nd\re"));
+        assert_eq!(line, b"a\\\\b\\tc\\nd\\re");
+        line.clear();
+        push_value(&mut line, Some(b"\t"));
+        push_value(&mut line, Some(b""));
+        push_value(&mut line, None);
+        assert_eq!(line, b"\\t\\N");
     }
 }
