@@ -15,12 +15,12 @@ use std::ffi::CString;
 
 use pgrx::prelude::*;
 
+use crate::copy_fields::RawFields;
 use crate::deparse::{list_pointers, make_list};
 use crate::error::PgShardError;
 use crate::execution::{column_names, live_columns, palloc_string};
 use crate::metadata::{self, cstr, quote_ident};
 use crate::rows::TextEncoder;
-use crate::copy_fields::RawFields;
 use crate::shard_copy::ShardCopy;
 
 unsafe extern "C-unwind" {
@@ -146,11 +146,14 @@ pub unsafe fn copy_from(stmt: *mut pg_sys::CopyStmt, query_string: *const std::f
     let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsVirtual);
     let live = live_columns(relid);
     let fields = input_columns(rel, s.attlist);
-    let raw = qual.is_null() && plain_constraints(desc) && crate::copy_fields::raw_options(s.options) && {
-        let mut given = fields.clone();
-        given.sort_unstable();
-        given == live
-    };
+    let raw = qual.is_null()
+        && plain_constraints(desc)
+        && crate::copy_fields::raw_options(s.options)
+        && {
+            let mut given = fields.clone();
+            given.sort_unstable();
+            given == live
+        };
 
     // Errors while reading (the input's and ours, such as a NULL shard key) name the input
     // line, as COPY's own do. The context is set only while a row is read: a worker's error
@@ -247,7 +250,6 @@ unsafe fn plain_constraints(desc: pg_sys::TupleDesc) -> bool {
     let constr = (*desc).constr;
     constr.is_null() || ((*constr).num_check == 0 && !(*constr).has_generated_stored)
 }
-
 
 /// COPY from a server file or program needs the rights PostgreSQL asks for them.
 unsafe fn check_server_file_rights(pipe: bool, program: bool) {

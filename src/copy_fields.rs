@@ -183,7 +183,10 @@ impl<'t> RawFields<'t> {
                 continue;
             }
             if self.csv {
-                let newlines = CStr::from_ptr(text).to_bytes().iter().filter(|&&b| b == b'\n');
+                let newlines = CStr::from_ptr(text)
+                    .to_bytes()
+                    .iter()
+                    .filter(|&&b| b == b'\n');
                 self.line += newlines.count() as u64;
             }
             self.values[index] = text;
@@ -240,12 +243,8 @@ impl<'t> RawFields<'t> {
             let (mut function, mut io_param) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
             pg_sys::getTypeInputInfo((*attr).atttypid, &mut function, &mut io_param);
             let column = field.attnum as usize - 1;
-            *(*slot).tts_values.add(column) = pg_sys::OidInputFunctionCall(
-                function,
-                text,
-                io_param,
-                (*attr).atttypmod,
-            );
+            *(*slot).tts_values.add(column) =
+                pg_sys::OidInputFunctionCall(function, text, io_param, (*attr).atttypmod);
             *(*slot).tts_isnull.add(column) = false;
         }
         pg_sys::ExecStoreVirtualTuple(slot);

@@ -176,12 +176,13 @@ pub fn worker_config(worker: &Worker) -> Result<Config, RemoteError> {
     let mut config = match cached {
         Some(config) => config,
         None => {
-            let config = pgshard_core::conninfo::parse(&worker.conninfo).map_err(|e| RemoteError {
-                code: PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                message: format!("invalid conninfo: {e}"),
-                detail: None,
-                hint: HINT_CONNINFO,
-            })?;
+            let config =
+                pgshard_core::conninfo::parse(&worker.conninfo).map_err(|e| RemoteError {
+                    code: PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                    message: format!("invalid conninfo: {e}"),
+                    detail: None,
+                    hint: HINT_CONNINFO,
+                })?;
             PARSED.with(|parsed| {
                 let entry = (worker.conninfo.clone(), config.clone());
                 parsed.borrow_mut().insert(worker.id, entry)

@@ -70,7 +70,10 @@ impl<'a> ShardCopy<'a> {
 
     /// Adds a row of output-function texts for the shards `targets`.
     pub fn push_texts(&mut self, targets: std::ops::Range<usize>, values: &[Option<String>]) {
-        self.push(targets, values.iter().map(|v| v.as_deref().map(str::as_bytes)));
+        self.push(
+            targets,
+            values.iter().map(|v| v.as_deref().map(str::as_bytes)),
+        );
     }
 
     /// Adds a row for the shards `targets` (see `hashing::row_shards`).
@@ -104,14 +107,19 @@ impl<'a> ShardCopy<'a> {
     /// over and over and fault in fresh pages each time).
     fn take_batches(&mut self, min_bytes: usize, more: bool) -> Vec<Batch> {
         let mut batches = Vec::new();
-        let capacity = if more { self.flush_bytes + self.flush_bytes / 4 } else { 0 };
+        let capacity = if more {
+            self.flush_bytes + self.flush_bytes / 4
+        } else {
+            0
+        };
         for index in 0..self.buffers.len() {
             if self.buffers[index].len() >= min_bytes.max(1) {
                 let lines = match self.input_lines.as_mut() {
                     Some(lines) => std::mem::take(&mut lines[index]),
                     None => Vec::new(),
                 };
-                let full = std::mem::replace(&mut self.buffers[index], Vec::with_capacity(capacity));
+                let full =
+                    std::mem::replace(&mut self.buffers[index], Vec::with_capacity(capacity));
                 let data = Bytes::from(full);
                 batches.push(Batch { index, data, lines });
             }
@@ -147,27 +155,32 @@ impl<'a> ShardCopy<'a> {
         let (senders, receivers): (Vec<_>, Vec<_>) =
             workers.iter().map(|_| mpsc::channel::<Batch>(room)).unzip();
         let columns = self.columns;
-        let loads = connections.iter_mut().zip(receivers).map(|(conn, mut batches)| {
-            let begin = std::mem::take(&mut conn.begin);
-            let client = &conn.client;
-            async move {
-                if !begin.is_empty() {
-                    client.simple_query(&begin).await.map_err(|e| (e, None))?;
+        let loads = connections
+            .iter_mut()
+            .zip(receivers)
+            .map(|(conn, mut batches)| {
+                let begin = std::mem::take(&mut conn.begin);
+                let client = &conn.client;
+                async move {
+                    if !begin.is_empty() {
+                        client.simple_query(&begin).await.map_err(|e| (e, None))?;
+                    }
+                    while let Some(batch) = batches.recv().await {
+                        let statement = format!(
+                            "COPY {} ({columns}) FROM STDIN",
+                            shards[batch.index].relation
+                        );
+                        let copied = async {
+                            let sink = client.copy_in::<_, Bytes>(&statement).await?;
+                            let mut sink = std::pin::pin!(sink);
+                            sink.send(batch.data).await?;
+                            sink.as_mut().finish().await
+                        };
+                        copied.await.map_err(|e| (e, Some(batch.lines)))?;
+                    }
+                    Ok::<(), (tokio_postgres::Error, Option<Vec<u64>>)>(())
                 }
-                while let Some(batch) = batches.recv().await {
-                    let statement =
-                        format!("COPY {} ({columns}) FROM STDIN", shards[batch.index].relation);
-                    let copied = async {
-                        let sink = client.copy_in::<_, Bytes>(&statement).await?;
-                        let mut sink = std::pin::pin!(sink);
-                        sink.send(batch.data).await?;
-                        sink.as_mut().finish().await
-                    };
-                    copied.await.map_err(|e| (e, Some(batch.lines)))?;
-                }
-                Ok::<(), (tokio_postgres::Error, Option<Vec<u64>>)>(())
-            }
-        });
+            });
         let worker_of = |index: usize| {
             workers
                 .iter()
