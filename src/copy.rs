@@ -108,7 +108,8 @@ pub unsafe fn copy_from(stmt: *mut pg_sys::CopyStmt, query_string: *const std::f
         false,
         false,
     );
-    check_insert_rights(rel, (*nsitem).p_rte, s.attlist);
+    let fields = input_columns(rel, s.attlist);
+    check_insert_rights((*nsitem).p_rte, &fields);
     let qual = where_clause(pstate, nsitem, s.whereClause);
     if table.reference {
         metadata::lock_reference_writes(relid);
@@ -145,7 +146,6 @@ pub unsafe fn copy_from(stmt: *mut pg_sys::CopyStmt, query_string: *const std::f
     };
     let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsVirtual);
     let live = live_columns(relid);
-    let fields = input_columns(rel, s.attlist);
     let raw = qual.is_null()
         && plain_constraints(desc)
         && crate::copy_fields::raw_options(s.options)
@@ -241,7 +241,22 @@ unsafe fn input_columns(rel: pg_sys::Relation, attlist: *mut pg_sys::List) -> Ve
     }
     list_pointers(attlist)
         .into_iter()
-        .map(|name| pg_sys::attnameAttNum(rel, string_value(name.cast()), false) as i16)
+        .map(|name| {
+            let name = string_value(name.cast());
+            let attnum = pg_sys::attnameAttNum(rel, name, false);
+            if attnum == pg_sys::InvalidAttrNumber as i32 {
+                PgShardError::new(
+                    PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                    format!(
+                        "column \"{}\" of relation \"{}\" does not exist",
+                        cstr(name),
+                        cstr((*(*rel).rd_rel).relname.data.as_ptr())
+                    ),
+                )
+                .raise()
+            }
+            attnum as i16
+        })
         .collect()
 }
 
@@ -282,42 +297,12 @@ unsafe fn check_server_file_rights(pipe: bool, program: bool) {
 }
 
 /// INSERT on the table, or on each column copied, as COPY FROM requires.
-unsafe fn check_insert_rights(
-    rel: pg_sys::Relation,
-    rte: *mut pg_sys::RangeTblEntry,
-    attlist: *mut pg_sys::List,
-) {
-    let attnums: Vec<i32> = if attlist.is_null() {
-        live_columns((*rel).rd_id)
-            .into_iter()
-            .map(i32::from)
-            .collect()
-    } else {
-        list_pointers(attlist)
-            .into_iter()
-            .map(|name| {
-                let name = string_value(name.cast());
-                let attnum = pg_sys::attnameAttNum(rel, name, false);
-                if attnum == pg_sys::InvalidAttrNumber as i32 {
-                    PgShardError::new(
-                        PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
-                        format!(
-                            "column \"{}\" of relation \"{}\" does not exist",
-                            cstr(name),
-                            cstr((*(*rel).rd_rel).relname.data.as_ptr())
-                        ),
-                    )
-                    .raise()
-                }
-                attnum
-            })
-            .collect()
-    };
+unsafe fn check_insert_rights(rte: *mut pg_sys::RangeTblEntry, attnums: &[i16]) {
     (*rte).requiredPerms = pg_sys::ACL_INSERT as pg_sys::AclMode;
-    for attnum in attnums {
+    for &attnum in attnums {
         (*rte).insertedCols = pg_sys::bms_add_member(
             (*rte).insertedCols,
-            attnum - pg_sys::FirstLowInvalidHeapAttributeNumber,
+            i32::from(attnum) - pg_sys::FirstLowInvalidHeapAttributeNumber,
         );
     }
     pg_sys::ExecCheckRTPerms(make_list([rte.cast::<pg_sys::Node>()]), true);

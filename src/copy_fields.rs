@@ -65,8 +65,9 @@ pub struct RawFields<'t> {
     fields: Vec<Field>,
     /// The field of the shard key (none for a reference table).
     key_field: Option<usize>,
-    /// The current row's values: NUL-terminated text, or null for NULL.
-    values: Vec<*const c_char>,
+    /// The current row's values (start and length; `None` for NULL), measured once per row:
+    /// each is read again for every shard it goes to.
+    values: Vec<Option<(*const u8, usize)>>,
     /// Input lines read so far.
     line: u64,
     /// CSV: a quoted value may span lines.
@@ -128,7 +129,7 @@ impl<'t> RawFields<'t> {
             .is_some_and(|format| cstr(pg_sys::defGetString(format)) == "csv");
         RawFields {
             table,
-            values: vec![std::ptr::null(); fields.len()],
+            values: vec![None; fields.len()],
             fields,
             key_field,
             line: header,
@@ -179,24 +180,22 @@ impl<'t> RawFields<'t> {
             let text = *raw.add(index);
             if text.is_null() {
                 refused |= field.not_null || self.key_field == Some(index);
-                self.values[index] = std::ptr::null();
+                self.values[index] = None;
                 continue;
             }
+            let bytes = CStr::from_ptr(text).to_bytes();
             if self.csv {
-                let newlines = CStr::from_ptr(text)
-                    .to_bytes()
-                    .iter()
-                    .filter(|&&b| b == b'\n');
-                self.line += newlines.count() as u64;
+                self.line += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
             }
-            self.values[index] = text;
+            self.values[index] = Some((bytes.as_ptr(), bytes.len()));
             if let Some((input, io_param, typmod)) = field.input.as_mut() {
                 let datum = pg_sys::InputFunctionCall(&mut **input, text, *io_param, *typmod);
                 if self.key_field == Some(index) {
                     hash = crate::hashing::hash_datum(datum, self.table.key_type);
                 }
                 if let Some(output) = field.wire_output.as_mut() {
-                    self.values[index] = pg_sys::OutputFunctionCall(&mut **output, datum);
+                    let wire = CStr::from_ptr(pg_sys::OutputFunctionCall(&mut **output, datum));
+                    self.values[index] = Some((wire.as_ptr().cast(), wire.to_bytes().len()));
                 }
             }
         }
@@ -214,9 +213,9 @@ impl<'t> RawFields<'t> {
 
     /// The current row's values, in input order.
     pub fn values(&self) -> impl Iterator<Item = Option<&[u8]>> + Clone + '_ {
-        self.values.iter().map(|&text| {
-            // SAFETY: each value is a NUL-terminated string that lives until the next row.
-            (!text.is_null()).then(|| unsafe { CStr::from_ptr(text) }.to_bytes())
+        self.values.iter().map(|value| {
+            // SAFETY: each value was measured in memory that lives until the next row.
+            value.map(|(start, len)| unsafe { std::slice::from_raw_parts(start, len) })
         })
     }
 

@@ -201,6 +201,9 @@ SELECT k.label, count(*) FROM events e JOIN kinds k USING (kind) GROUP BY 1 ORDE
 COPY kinds TO STDOUT;
 COPY kinds (label) TO STDOUT (FORMAT csv);
 
+-- A column the table does not have is refused before any row is read.
+COPY events (id, no_such_column) FROM '/tmp/pgshard_regress_copy.txt';
+
 -- Rights: INSERT on the table for COPY FROM STDIN, and the server-file roles for files.
 CREATE ROLE regress_copier;
 GRANT SELECT ON events TO regress_copier;
