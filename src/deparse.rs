@@ -8,7 +8,7 @@
 //! are evaluated once on the coordinator when the statement runs and sent as literals.
 //! Anything else stays on the coordinator.
 
-use std::ffi::c_void;
+use std::ffi::{c_char, c_void};
 
 use pgrx::prelude::*;
 
@@ -661,6 +661,23 @@ pub unsafe fn sort_direction(
 pub fn type_sql(type_oid: pg_sys::Oid, typmod: i32) -> String {
     // SAFETY: format_type_with_typemod works for any type oid.
     unsafe { cstr(pg_sys::format_type_with_typemod(type_oid, typmod)) }
+}
+
+/// The type a worker declares for a parameter that takes the value of `node` (see
+/// [`literal`]): an encrypted value is its envelope, `bytea`. `None` for a pseudo-type, which
+/// a parameter cannot have.
+///
+/// # Safety
+/// `node` must be a valid expression.
+pub unsafe fn parameter_type(node: *mut pg_sys::Node) -> Option<String> {
+    let type_oid = pg_sys::exprType(node);
+    if encryption::kind_of_type(type_oid).is_some() {
+        return Some("bytea".into());
+    }
+    if pg_sys::get_typtype(type_oid) == pg_sys::TYPTYPE_PSEUDO as c_char {
+        return None;
+    }
+    Some(type_sql(type_oid, pg_sys::exprTypmod(node)))
 }
 
 /// A value as an SQL literal with an explicit cast, e.g. `'2024-01-31'::date`. Dates, times

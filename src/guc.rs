@@ -41,6 +41,11 @@ static ENVELOPE_IO: GucSetting<bool> = GucSetting::<bool>::new(false);
 /// whole table.
 static MAX_PULLED_ROWS: GucSetting<i32> = GucSetting::<i32>::new(0);
 
+/// `pgshard.prepare_on_workers`: remote queries that take values computed at execution time
+/// (parameters, `now()`) are prepared once per worker connection and then executed by name,
+/// which spares the worker their parse and plan.
+static PREPARE_ON_WORKERS: GucSetting<bool> = GucSetting::<bool>::new(true);
+
 /// Most shards a table may have; each is a table on a worker.
 pub const MAX_SHARD_COUNT: i32 = 4096;
 
@@ -111,6 +116,14 @@ pub fn register() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_bool_guc(
+        c"pgshard.prepare_on_workers",
+        c"Prepares remote queries that take parameters on the workers, and executes them by name.",
+        c"Turn it off when the workers are reached through a pooler that does not keep prepared statements (transaction pooling).",
+        &PREPARE_ON_WORKERS,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     #[cfg(feature = "fault_injection")]
     GucRegistry::define_string_guc(
         c"pgshard.inject_fault",
@@ -160,6 +173,10 @@ pub fn key_file() -> Option<String> {
         .get()
         .map(|s| s.to_string_lossy().into_owned())
         .filter(|s| !s.is_empty())
+}
+
+pub fn prepare_on_workers() -> bool {
+    PREPARE_ON_WORKERS.get()
 }
 
 pub fn envelope_io() -> bool {

@@ -129,6 +129,15 @@ thread_local! {
     static SNAPSHOT: RefCell<Option<Snapshot>> = const { RefCell::new(None) };
     /// Set while the snapshot loads: the load's own SPI query is planned too.
     static LOADING: RefCell<bool> = const { RefCell::new(false) };
+    /// Counts the invalidations of the snapshot: what was derived from an older one (the
+    /// statements prepared on workers) may be stale.
+    static GENERATION: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The generation of this backend's metadata: it changes whenever a sharded table (or the
+/// catalog) is invalidated, by DDL, a shard move or split, or a table sharded or dropped.
+pub fn generation() -> u64 {
+    GENERATION.with(|g| g.get())
 }
 
 /// Queues relcache invalidations for a table and the catalog, delivered at commit.
@@ -179,6 +188,7 @@ unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid:
         };
         if stale {
             *snapshot = None;
+            GENERATION.with(|g| g.set(g.get() + 1));
         }
     });
 }

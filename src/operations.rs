@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use pgrx::prelude::*;
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::SimpleQueryMessage;
 
 use crate::error::{require_superuser, spi_failed, PgShardError};
 use crate::metadata::{self, AsSuperuser, Shard, ShardedTable};
@@ -691,7 +691,7 @@ impl Move {
 /// on its own (logical replication is set up that way).
 pub(crate) struct Direct {
     pub(crate) worker: Worker,
-    pub(crate) client: Client,
+    pub(crate) client: remote::PooledClient,
 }
 
 impl Direct {
@@ -713,7 +713,7 @@ impl Direct {
         match connected {
             Ok(client) => Direct {
                 worker: worker.clone(),
-                client,
+                client: client.into(),
             },
             Err(e) => e.raise_for(&worker.name, "connect to"),
         }

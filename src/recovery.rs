@@ -235,7 +235,7 @@ pub fn recover() -> Vec<(String, String, String)> {
 
 /// Each worker's connection and its pgshard prepared transactions; `None` (with a warning) for
 /// a worker that cannot be reached: its transactions wait for the next run.
-fn list_prepared(workers: &[Worker]) -> Vec<Option<(tokio_postgres::Client, Vec<Gid>)>> {
+fn list_prepared(workers: &[Worker]) -> Vec<Option<(remote::PooledClient, Vec<Gid>)>> {
     let lists = workers.iter().map(|worker| {
         let connecting = remote::cached_or_new(worker);
         async move {

@@ -9,6 +9,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
+use std::ops::Deref;
 use std::pin::pin;
 use std::ptr::addr_of;
 use std::time::Duration;
@@ -46,10 +47,40 @@ thread_local! {
         .enable_time()
         .build()
         .expect("could not build the tokio runtime for pgshard");
-    static CONNECTIONS: RefCell<HashMap<ConnectionKey, Client>> = RefCell::new(HashMap::new());
+    static CONNECTIONS: RefCell<HashMap<ConnectionKey, PooledClient>> =
+        RefCell::new(HashMap::new());
     /// Each worker's conninfo as last parsed, with its parse: routing a statement looks a
     /// connection up by worker and role, and should not parse the conninfo again to do it.
     static PARSED: RefCell<HashMap<i32, (String, Config)>> = RefCell::new(HashMap::new());
+}
+
+/// A connection that is kept between statements, with the statements prepared on it.
+pub struct PooledClient {
+    client: Client,
+    pub statements: RefCell<pgshard_core::statements::StatementCache>,
+}
+
+impl PooledClient {
+    pub fn new(client: Client) -> Self {
+        PooledClient {
+            client,
+            statements: RefCell::default(),
+        }
+    }
+}
+
+impl From<Client> for PooledClient {
+    fn from(client: Client) -> Self {
+        PooledClient::new(client)
+    }
+}
+
+impl Deref for PooledClient {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
 }
 
 /// Why a worker could not be used, with the SQLSTATE to report it under.
@@ -236,7 +267,7 @@ pub fn query_error(err: &tokio_postgres::Error) -> RemoteError {
 /// Takes the cached connection to a worker for the current role out of the cache, if any. The
 /// caller owns it while it works and gives it back with [`give_back`] when it is still healthy;
 /// one that is dropped instead (on error, or when a statement is cancelled) is closed.
-pub fn take_cached(worker: &Worker, config: &Config) -> Option<Client> {
+pub fn take_cached(worker: &Worker, config: &Config) -> Option<PooledClient> {
     let key = ConnectionKey {
         worker_id: worker.id,
         user: config.get_user().unwrap_or_default().to_string(),
@@ -257,20 +288,21 @@ pub fn take_cached(worker: &Worker, config: &Config) -> Option<Client> {
 /// new one (the future connects). The caller owns it; see [`take_cached`] and [`give_back`].
 pub fn cached_or_new(
     worker: &Worker,
-) -> impl Future<Output = Result<(Client, Config), RemoteError>> {
+) -> impl Future<Output = Result<(PooledClient, Config), RemoteError>> {
     let prepared = worker_config(worker).map(|config| (take_cached(worker, &config), config));
     async move {
         let (cached, config) = prepared?;
         let client = match cached {
             Some(client) => client,
-            None => connect(config.clone()).await?,
+            None => connect(config.clone()).await?.into(),
         };
         Ok((client, config))
     }
 }
 
 /// Returns a healthy connection to the cache.
-pub fn give_back(worker_id: i32, config: &Config, client: Client) {
+pub fn give_back(worker_id: i32, config: &Config, client: impl Into<PooledClient>) {
+    let client = client.into();
     if client.is_closed() {
         return;
     }
@@ -362,12 +394,15 @@ pub fn run_outside_transactions(
         }
     }
     let tokens: Vec<_> = clients.iter().map(|(c, _)| c.cancel_token()).collect();
-    let runs = clients.iter().zip(scripts).map(|((client, _), script)| async move {
-        for statement in script {
-            client.simple_query(statement).await?;
-        }
-        Ok::<(), tokio_postgres::Error>(())
-    });
+    let runs = clients
+        .iter()
+        .zip(scripts)
+        .map(|((client, _), script)| async move {
+            for statement in script {
+                client.simple_query(statement).await?;
+            }
+            Ok::<(), tokio_postgres::Error>(())
+        });
     let results = wait(join_all(runs), &tokens);
     let mut failure = None;
     for ((worker, (client, config)), result) in workers.iter().zip(clients).zip(results) {

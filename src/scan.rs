@@ -36,6 +36,7 @@ use crate::metadata::{self, cstr, Shard, ShardedTable};
 use crate::remote;
 use crate::rows::TextDecoder;
 use crate::xact::{self, Access};
+use pgshard_core::statements;
 
 /// Method tables hold C string pointers; they are immutable and shared by all backends' code.
 pub struct Methods<T>(pub T);
@@ -475,10 +476,72 @@ struct ScanNode {
 /// One query on one shard.
 pub struct Task {
     pub shard: Shard,
+    /// The query with its values as literals (what EXPLAIN shows and errors quote).
     pub sql: String,
+    /// The same query as a statement to prepare on the worker, when it takes values.
+    pub statement: Option<Statement>,
     pub rows: u64,
     /// Time from the start of the read to the task's last row (EXPLAIN ANALYZE).
     pub elapsed: Option<Duration>,
+}
+
+/// A remote query as a statement with parameters: sent as `EXECUTE name(args)`, after a
+/// `PREPARE name key` the first time on a connection.
+pub struct Statement {
+    /// `(parameter types) AS query with $1, $2, …`.
+    pub key: String,
+    /// `(value literal, …)`.
+    pub args: String,
+}
+
+impl Statement {
+    /// Whether the statements of a scan are prepared on the workers, and their parameter types
+    /// if so: not when pgshard.prepare_on_workers is off, when the query takes no value, or
+    /// when a value's type is a pseudo-type.
+    unsafe fn parameter_types(nodes: &[*mut pg_sys::Node]) -> Option<String> {
+        if nodes.is_empty() || !crate::guc::prepare_on_workers() {
+            return None;
+        }
+        let types: Option<Vec<String>> =
+            nodes.iter().map(|n| deparse::parameter_type(*n)).collect();
+        Some(types?.join(", "))
+    }
+
+    /// What to send for this statement on `connection`: a PREPARE to send first (with what to
+    /// confirm once it succeeded), and the EXECUTE.
+    fn sends(
+        &self,
+        connection: &mut xact::Connection,
+    ) -> (Option<(String, statements::Pending)>, String) {
+        let lookup = connection
+            .client
+            .statements
+            .borrow_mut()
+            .lookup(&self.key, metadata::generation());
+        match lookup {
+            statements::Lookup::Execute(name) => (
+                None,
+                connection.prefixed(&format!("EXECUTE {name}{}", self.args)),
+            ),
+            statements::Lookup::Prepare {
+                name,
+                deallocate_first,
+                pending,
+            } => {
+                let deallocate = if deallocate_first {
+                    "DEALLOCATE ALL;"
+                } else {
+                    ""
+                };
+                let prepare =
+                    connection.prefixed(&format!("{deallocate}PREPARE {name}{}", self.key));
+                (
+                    Some((prepare, pending)),
+                    format!("EXECUTE {name}{}", self.args),
+                )
+            }
+        }
+    }
 }
 
 type RowStream =
@@ -600,9 +663,25 @@ impl RemoteRows {
             .iter()
             .map(|task| {
                 let connection = xact::connection_to(&mut connections, task.shard.worker.id);
-                let sql = connection.prefixed(&task.sql);
+                let (prepare, sql) = match &task.statement {
+                    Some(statement) => statement.sends(connection),
+                    None => (None, connection.prefixed(&task.sql)),
+                };
                 let client = Rc::clone(&connection.client);
-                async move { client.simple_query_raw(&sql).await }
+                async move {
+                    let Some((prepare, pending)) = prepare else {
+                        return client.simple_query_raw(&sql).await;
+                    };
+                    // Pipelined: the EXECUTE goes out before the PREPARE's answer is back.
+                    let (prepared, executing) = futures_util::future::join(
+                        client.simple_query(&prepare),
+                        client.simple_query_raw(&sql),
+                    )
+                    .await;
+                    prepared?;
+                    client.statements.borrow_mut().confirm(pending);
+                    executing
+                }
             })
             .collect();
         let started = Instant::now();
@@ -742,6 +821,8 @@ struct ScanExec {
     /// ExprStates of the SQL holes, then of the pins' values.
     values: Vec<*mut pg_sys::ExprState>,
     value_nodes: Vec<*mut pg_sys::Node>,
+    /// The parameter types of the SQL holes when the queries are prepared on the workers.
+    parameter_types: Option<String>,
     decoder: TextDecoder,
     rows: Option<RemoteRows>,
     /// Tasks of the last run, kept for EXPLAIN ANALYZE.
@@ -799,6 +880,8 @@ unsafe extern "C-unwind" fn begin_scan(
     } else {
         column_names(relid, &columns)
     };
+    let holes = values.len() - pins.len();
+    let parameter_types = Statement::parameter_types(&value_nodes[..holes]);
     (*node).state = Box::into_raw(Box::new(ScanExec {
         tables,
         pins,
@@ -809,6 +892,7 @@ unsafe extern "C-unwind" fn begin_scan(
         at_least_one,
         values,
         value_nodes,
+        parameter_types,
         decoder,
         rows: None,
         finished: Vec::new(),
@@ -885,9 +969,14 @@ impl ScanExec {
                         other.relation.as_str()
                     })
                     .collect();
+                let statement = self.parameter_types.as_ref().map(|types| Statement {
+                    key: format!("({types}) AS {}", self.sql(|i| format!("${}", i + 1), &relations)),
+                    args: format!("({})", rendered.join(", ")),
+                });
                 Task {
                     shard: shard.clone(),
                     sql: self.sql(|i| rendered[i].clone(), &relations),
+                    statement,
                     rows: 0,
                     elapsed: None,
                 }

@@ -160,7 +160,7 @@ fn check_workers() -> TableIterator<
                 }
                 let client = remote::connect(connect_config).await?;
                 let report = ping(&client).await?;
-                Ok((client, report))
+                Ok((client.into(), report))
             };
             match tokio::time::timeout(timeout, check).await {
                 Ok(Ok((client, report))) => Ok((client, config, report)),
@@ -228,7 +228,7 @@ fn run_command_on_workers(
                 }
             }
             let client = remote::connect(config.clone()).await?;
-            Ok::<_, RemoteError>((client, config))
+            Ok::<_, RemoteError>((client.into(), config))
         }
     });
     let connections: Vec<_> = remote::wait(join_all(connecting), &[])
@@ -267,6 +267,8 @@ fn run_command_on_workers(
     let reset = remote::wait(join_all(resets), &cancel_tokens);
     for ((worker, (client, config)), reset) in workers.iter().zip(connections).zip(reset) {
         if reset.is_ok() {
+            // DISCARD ALL deallocated the statements pgshard had prepared on the connection.
+            client.statements.borrow_mut().forget_all();
             remote::give_back(worker.id, &config, client);
         }
     }

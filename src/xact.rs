@@ -24,13 +24,13 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use pgrx::prelude::*;
-use tokio_postgres::{Client, Config};
+use tokio_postgres::Config;
 
 use pgshard_core::twophase::Gid;
 
 use crate::error::PgShardError;
 use crate::guc;
-use crate::remote::{self, Worker};
+use crate::remote::{self, PooledClient, Worker};
 
 /// What a statement is about to do on a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +43,7 @@ pub enum Access {
 struct RemoteTransaction {
     worker: Worker,
     config: Config,
-    client: Rc<Client>,
+    client: Rc<PooledClient>,
     /// A remote transaction block is open (BEGIN was sent).
     began: bool,
     /// Something was written in it.
@@ -78,7 +78,7 @@ const END_WAIT: Duration = Duration::from_secs(10);
 /// A connection for the current statement, with the text to send before its first statement.
 pub struct Connection {
     pub worker: Worker,
-    pub client: Rc<Client>,
+    pub client: Rc<PooledClient>,
     /// What must run before this statement: `BEGIN …;` when it opens the remote transaction
     /// block, owed rollbacks to savepoints, and savepoints of open subtransactions.
     pub begin: String,
@@ -285,7 +285,7 @@ fn refuse_prepare() {
 /// every worker (ROLLBACK PREPARED where it prepared).
 fn pre_commit() {
     struct Ending {
-        client: Rc<Client>,
+        client: Rc<PooledClient>,
         worker: String,
         statement: String,
         gid: Option<Gid>,

@@ -87,6 +87,14 @@ EXPLAIN (VERBOSE, COSTS OFF) SELECT user_id FROM t_user WHERE tel = '+1-555-0009
 PREPARE by_tel(pgshard.encrypted_text) AS SELECT user_id FROM t_user WHERE tel = $1 ORDER BY 1;
 EXECUTE by_tel('+1-555-0007');
 EXPLAIN (VERBOSE, COSTS OFF) EXECUTE by_tel('+1-555-0007');
+-- Under a generic plan the tag is a parameter of the statement prepared on the workers.
+SET plan_cache_mode = force_generic_plan;
+EXPLAIN (VERBOSE, COSTS OFF) EXECUTE by_tel('+1-555-0007');
+EXECUTE by_tel('+1-555-0007');
+EXECUTE by_tel('+1-555-0008');
+EXECUTE by_tel('+1-555-0007');
+EXECUTE by_tel('none');
+RESET plan_cache_mode;
 -- Ranges, LIKE and ORDER BY are evaluated on the coordinator, never pushed as byte order.
 EXPLAIN (VERBOSE, COSTS OFF) SELECT user_id FROM t_user WHERE tel LIKE '%0007';
 SELECT user_id FROM t_user WHERE tel LIKE '%0007' ORDER BY 1;
