@@ -9,6 +9,7 @@ use crate::deparse::{list_nodes, list_pointers, make_list};
 use crate::metadata::{cstr, quote_ident, Shard};
 use crate::remote::Worker;
 use crate::rows::TextDecoder;
+use pgshard_core::statements;
 
 /// How a pushed filter pins the shard key.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -204,4 +205,66 @@ pub fn column_names(relid: pg_sys::Oid, columns: &[i16]) -> String {
         .map(|&a| quote_ident(&cstr(unsafe { pg_sys::get_attname(relid, a, false) })))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A remote query as a statement with parameters: sent as `EXECUTE name(args)`, after a
+/// `PREPARE name key` the first time on a connection.
+pub struct Statement {
+    /// `(parameter types) AS query with $1, $2, …`; without the types when the worker infers
+    /// them (an INSERT's values take their columns' types).
+    pub key: String,
+    /// `(value literal, …)`.
+    pub args: String,
+}
+
+impl Statement {
+    /// Whether the statements of a scan are prepared on the workers, and their parameter types
+    /// if so: not when pgshard.prepare_on_workers is off, when the query takes no value, or
+    /// when a value's type is a pseudo-type.
+    pub unsafe fn parameter_types(nodes: &[*mut pg_sys::Node]) -> Option<String> {
+        if nodes.is_empty() || !crate::guc::prepare_on_workers() {
+            return None;
+        }
+        let types: Option<Vec<String>> = nodes
+            .iter()
+            .map(|n| crate::deparse::parameter_type(*n))
+            .collect();
+        Some(types?.join(", "))
+    }
+
+    /// What to send for this statement on `connection`: a PREPARE to send first (with what to
+    /// confirm once it succeeded), and the EXECUTE.
+    pub fn sends(
+        &self,
+        connection: &mut crate::xact::Connection,
+    ) -> (Option<(String, statements::Pending)>, String) {
+        let lookup = connection
+            .client
+            .statements
+            .borrow_mut()
+            .lookup(&self.key, crate::metadata::generation());
+        match lookup {
+            statements::Lookup::Execute(name) => (
+                None,
+                connection.prefixed(&format!("EXECUTE {name}{}", self.args)),
+            ),
+            statements::Lookup::Prepare {
+                name,
+                deallocate_first,
+                pending,
+            } => {
+                let deallocate = if deallocate_first {
+                    "DEALLOCATE ALL;"
+                } else {
+                    ""
+                };
+                let prepare =
+                    connection.prefixed(&format!("{deallocate}PREPARE {name}{}", self.key));
+                (
+                    Some((prepare, pending)),
+                    format!("EXECUTE {name}{}", self.args),
+                )
+            }
+        }
+    }
 }

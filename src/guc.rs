@@ -41,9 +41,9 @@ static ENVELOPE_IO: GucSetting<bool> = GucSetting::<bool>::new(false);
 /// whole table.
 static MAX_PULLED_ROWS: GucSetting<i32> = GucSetting::<i32>::new(0);
 
-/// `pgshard.prepare_on_workers`: remote queries that take values computed at execution time
-/// (parameters, `now()`) are prepared once per worker connection and then executed by name,
-/// which spares the worker their parse and plan.
+/// `pgshard.prepare_on_workers`: remote statements that take values computed at execution time
+/// (parameters, `now()`) and single-row INSERTs are prepared once per worker connection and
+/// then executed by name, which spares the worker their parse and plan.
 static PREPARE_ON_WORKERS: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 /// Most shards a table may have; each is a table on a worker.
@@ -118,7 +118,7 @@ pub fn register() {
     );
     GucRegistry::define_bool_guc(
         c"pgshard.prepare_on_workers",
-        c"Prepares remote queries that take parameters on the workers, and executes them by name.",
+        c"Prepares remote statements that take values (and single-row INSERTs) on the workers, and executes them by name.",
         c"Turn it off when the workers are reached through a pooler that does not keep prepared statements (transaction pooling).",
         &PREPARE_ON_WORKERS,
         GucContext::Userset,

@@ -20,7 +20,7 @@ use crate::error::PgShardError;
 use crate::execution::{
     column_decoder, column_names, decode_columns, decode_pins, drop_with_memory_context,
     encode_columns, encode_pins, explain_text, init_expressions, list_to_strings, live_columns,
-    store_text_row, strings_to_list, workers_of, KeyPin,
+    store_text_row, strings_to_list, workers_of, KeyPin, Statement,
 };
 use crate::metadata::{self, cstr, quote_ident, ShardedTable};
 use crate::planner::refuse_sharded;
@@ -385,6 +385,9 @@ struct ModifyExec {
     private: Private,
     values: Vec<*mut pg_sys::ExprState>,
     value_nodes: Vec<*mut pg_sys::Node>,
+    /// Whether statements are prepared on the workers, and the parameter types of the SQL
+    /// holes (empty for an INSERT, whose parameters take their columns' types).
+    parameter_types: Option<String>,
     /// RETURNING rows waiting to be emitted, as text of every live column.
     returned: VecDeque<Vec<Option<String>>>,
     decoder: TextDecoder,
@@ -422,17 +425,34 @@ unsafe extern "C-unwind" fn begin(
         (*(*node).css.ss.ss_currentRelation).rd_att,
         &private.columns,
     );
+    let holes = private.parts.len() - 1;
+    let parameter_types = if private.kind.starts_with("insert") {
+        // A single-row INSERT sends its row as the parameters; one whose ON CONFLICT takes
+        // values would make a new statement for each.
+        (holes == 0 && crate::guc::prepare_on_workers()).then(String::new)
+    } else {
+        Statement::parameter_types(&value_nodes[..holes])
+    };
     (*node).state = Box::into_raw(Box::new(ModifyExec {
         table,
         private,
         values,
         value_nodes,
+        parameter_types,
         returned: VecDeque::new(),
         decoder,
         done: false,
         sent: Vec::new(),
     }));
     drop_with_memory_context(&mut (*node).state);
+}
+
+/// A write to one shard: its SQL with the values as literals, and the same as a statement to
+/// prepare on the worker when it takes values.
+struct ShardStatement {
+    index: usize,
+    sql: String,
+    prepared: Option<Statement>,
 }
 
 impl ModifyExec {
@@ -469,17 +489,17 @@ impl ModifyExec {
     /// Sends statements (shard index, SQL), all at once, and collects counts and rows. A
     /// reference table's copies all get the same statement; the first copy's count and rows
     /// are the statement's.
-    unsafe fn send(&mut self, statements: Vec<(usize, String)>, estate: *mut pg_sys::EState) {
+    unsafe fn send(&mut self, statements: Vec<ShardStatement>, estate: *mut pg_sys::EState) {
         if statements.is_empty() {
             return;
         }
         if self.table.reference {
             metadata::lock_reference_writes(self.table.oid);
         }
-        let indexes: Vec<usize> = statements.iter().map(|(i, _)| *i).collect();
+        let indexes: Vec<usize> = statements.iter().map(|s| s.index).collect();
         self.table = metadata::lock_for_writing(&self.table, &indexes);
         crate::stats::count(indexes.iter().map(|&i| self.table.shards[i].id), true);
-        let workers = workers_of(statements.iter().map(|(i, _)| &self.table.shards[*i]));
+        let workers = workers_of(statements.iter().map(|s| &self.table.shards[s.index]));
         let mut connections = xact::connections(&workers, Access::Write);
         let tokens: Vec<_> = connections
             .iter()
@@ -487,16 +507,25 @@ impl ModifyExec {
             .collect();
         let runs: Vec<_> = statements
             .iter()
-            .map(|(i, sql)| {
-                let connection =
-                    xact::connection_to(&mut connections, self.table.shards[*i].worker.id);
-                let sql = connection.prefixed(sql);
+            .map(|statement| {
+                let connection = xact::connection_to(
+                    &mut connections,
+                    self.table.shards[statement.index].worker.id,
+                );
+                let (prepare, sql) = match &statement.prepared {
+                    Some(prepared) => prepared.sends(connection),
+                    None => (None, connection.prefixed(&statement.sql)),
+                };
                 let client = std::rc::Rc::clone(&connection.client);
-                async move { client.simple_query(&sql).await }
+                async move {
+                    client
+                        .after_prepare(prepare, client.simple_query(&sql))
+                        .await
+                }
             })
             .collect();
         let results = remote::wait(join_all(runs), &tokens);
-        for ((i, sql), result) in statements.into_iter().zip(results) {
+        for (ShardStatement { index: i, sql, .. }, result) in statements.into_iter().zip(results) {
             let shard = &self.table.shards[i];
             self.sent.push((shard.id, shard.worker.name.clone(), sql));
             let counted = !self.table.reference || i == 0;
@@ -540,21 +569,39 @@ impl ModifyExec {
             .scan
             .scanrelid;
         let mut batches: Vec<Vec<String>> = vec![Vec::new(); self.table.shards.len()];
+        let placeholders = (1..=self.private.columns.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let flush = |this: &mut Self, batches: &mut Vec<Vec<String>>, only_full: bool| {
-            let statements: Vec<(usize, String)> = batches
+            let statements: Vec<ShardStatement> = batches
                 .iter_mut()
                 .enumerate()
                 .filter(|(_, b)| !b.is_empty() && (!only_full || b.len() >= INSERT_BATCH_ROWS))
                 .map(|(i, b)| {
                     let shard = &this.table.shards[i];
-                    let sql = format!(
-                        "INSERT INTO {} AS r{rti} ({columns}) VALUES {}{}{returning}",
-                        shard.relation,
-                        b.join(", "),
-                        this.shard_sql(&conflict, shard.id)
-                    );
+                    let insert = |values: &str| {
+                        format!(
+                            "INSERT INTO {} AS r{rti} ({columns}) VALUES {values}{}{returning}",
+                            shard.relation,
+                            this.shard_sql(&conflict, shard.id)
+                        )
+                    };
+                    let sql = insert(&b.join(", "));
+                    // One row (the usual OLTP insert): its values are the parameters.
+                    let prepared = match (&this.parameter_types, b.as_slice()) {
+                        (Some(_), [row]) => Some(Statement {
+                            key: format!(" AS {}", insert(&format!("({placeholders})"))),
+                            args: row.clone(),
+                        }),
+                        _ => None,
+                    };
                     b.clear();
-                    (i, sql)
+                    ShardStatement {
+                        index: i,
+                        sql,
+                        prepared,
+                    }
                 })
                 .collect();
             this.send(statements, estate);
@@ -594,6 +641,12 @@ impl ModifyExec {
         let rendered =
             scan::render_values(&self.values[..holes], &self.value_nodes[..holes], econtext);
         let body = Sql::render(&self.private.parts, |i| rendered[i].clone());
+        let body_with_parameters = self.parameter_types.as_ref().map(|types| {
+            (
+                types,
+                Sql::render(&self.private.parts, |i| format!("${}", i + 1)),
+            )
+        });
         let selected = scan::pruned_shards(
             &self.table,
             &self.private.pins,
@@ -613,7 +666,16 @@ impl ModifyExec {
             .iter()
             .enumerate()
             .filter(|(i, _)| selected[*i])
-            .map(|(i, shard)| (i, format!("{verb}{}{body}{returning}", shard.relation)))
+            .map(|(i, shard)| ShardStatement {
+                index: i,
+                sql: format!("{verb}{}{body}{returning}", shard.relation),
+                prepared: body_with_parameters
+                    .as_ref()
+                    .map(|(types, body)| Statement {
+                        key: format!("({types}) AS {verb}{}{body}{returning}", shard.relation),
+                        args: format!("({})", rendered.join(", ")),
+                    }),
+            })
             .collect();
         self.send(statements, (*node).css.ss.ps.state);
     }

@@ -69,6 +69,26 @@ impl PooledClient {
     }
 }
 
+impl PooledClient {
+    /// Runs `execute` (a query on this connection), first sending `prepare` when it is given:
+    /// pipelined, so the EXECUTE goes out before the PREPARE's answer is back. The statement is
+    /// recorded as prepared only when its PREPARE succeeded; a failed PREPARE is the error.
+    pub async fn after_prepare<T>(
+        &self,
+        prepare: Option<(String, pgshard_core::statements::Pending)>,
+        execute: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, tokio_postgres::Error> {
+        let Some((prepare, pending)) = prepare else {
+            return execute.await;
+        };
+        let (prepared, executed) =
+            futures_util::future::join(self.client.simple_query(&prepare), execute).await;
+        prepared?;
+        self.statements.borrow_mut().confirm(pending);
+        executed
+    }
+}
+
 impl From<Client> for PooledClient {
     fn from(client: Client) -> Self {
         PooledClient::new(client)

@@ -30,13 +30,12 @@ use crate::error::PgShardError;
 use crate::execution::{
     column_decoder, column_names, decode_columns, decode_pins, drop_with_memory_context,
     encode_columns, encode_pins, explain_text, init_expressions, list_to_strings, store_text_row,
-    strings_to_list, workers_of, KeyPin,
+    strings_to_list, workers_of, KeyPin, Statement,
 };
 use crate::metadata::{self, cstr, Shard, ShardedTable};
 use crate::remote;
 use crate::rows::TextDecoder;
 use crate::xact::{self, Access};
-use pgshard_core::statements;
 
 /// Method tables hold C string pointers; they are immutable and shared by all backends' code.
 pub struct Methods<T>(pub T);
@@ -485,65 +484,6 @@ pub struct Task {
     pub elapsed: Option<Duration>,
 }
 
-/// A remote query as a statement with parameters: sent as `EXECUTE name(args)`, after a
-/// `PREPARE name key` the first time on a connection.
-pub struct Statement {
-    /// `(parameter types) AS query with $1, $2, …`.
-    pub key: String,
-    /// `(value literal, …)`.
-    pub args: String,
-}
-
-impl Statement {
-    /// Whether the statements of a scan are prepared on the workers, and their parameter types
-    /// if so: not when pgshard.prepare_on_workers is off, when the query takes no value, or
-    /// when a value's type is a pseudo-type.
-    unsafe fn parameter_types(nodes: &[*mut pg_sys::Node]) -> Option<String> {
-        if nodes.is_empty() || !crate::guc::prepare_on_workers() {
-            return None;
-        }
-        let types: Option<Vec<String>> =
-            nodes.iter().map(|n| deparse::parameter_type(*n)).collect();
-        Some(types?.join(", "))
-    }
-
-    /// What to send for this statement on `connection`: a PREPARE to send first (with what to
-    /// confirm once it succeeded), and the EXECUTE.
-    fn sends(
-        &self,
-        connection: &mut xact::Connection,
-    ) -> (Option<(String, statements::Pending)>, String) {
-        let lookup = connection
-            .client
-            .statements
-            .borrow_mut()
-            .lookup(&self.key, metadata::generation());
-        match lookup {
-            statements::Lookup::Execute(name) => (
-                None,
-                connection.prefixed(&format!("EXECUTE {name}{}", self.args)),
-            ),
-            statements::Lookup::Prepare {
-                name,
-                deallocate_first,
-                pending,
-            } => {
-                let deallocate = if deallocate_first {
-                    "DEALLOCATE ALL;"
-                } else {
-                    ""
-                };
-                let prepare =
-                    connection.prefixed(&format!("{deallocate}PREPARE {name}{}", self.key));
-                (
-                    Some((prepare, pending)),
-                    format!("EXECUTE {name}{}", self.args),
-                )
-            }
-        }
-    }
-}
-
 type RowStream =
     Pin<Box<dyn Stream<Item = (usize, Result<SimpleQueryMessage, tokio_postgres::Error>)>>>;
 
@@ -669,18 +609,9 @@ impl RemoteRows {
                 };
                 let client = Rc::clone(&connection.client);
                 async move {
-                    let Some((prepare, pending)) = prepare else {
-                        return client.simple_query_raw(&sql).await;
-                    };
-                    // Pipelined: the EXECUTE goes out before the PREPARE's answer is back.
-                    let (prepared, executing) = futures_util::future::join(
-                        client.simple_query(&prepare),
-                        client.simple_query_raw(&sql),
-                    )
-                    .await;
-                    prepared?;
-                    client.statements.borrow_mut().confirm(pending);
-                    executing
+                    client
+                        .after_prepare(prepare, client.simple_query_raw(&sql))
+                        .await
                 }
             })
             .collect();

@@ -100,6 +100,63 @@ BEGIN
     RAISE NOTICE 'rows: %', total;
 END $$;
 :statements;
+
+-- Writes: UPDATE and DELETE that take values, and every single-row INSERT (its row is the
+-- statement's parameters, typed by the worker from its columns), against the same writes on
+-- the local table.
+:statements;
+PREPARE add_to(int, numeric) AS UPDATE acct SET balance = balance + $2 WHERE id = $1;
+PREPARE add_to_local(int, numeric) AS UPDATE acct_local SET balance = balance + $2 WHERE id = $1;
+PREPARE close_acct(int) AS DELETE FROM acct WHERE id = $1 RETURNING id, owner;
+PREPARE close_acct_local(int) AS DELETE FROM acct_local WHERE id = $1 RETURNING id, owner;
+PREPARE open_acct(int, text) AS INSERT INTO acct (id, owner, balance, opened) VALUES ($1, $2, 0, date '2026-06-01')
+    ON CONFLICT (id) DO UPDATE SET owner = acct.owner || '+' RETURNING id, owner;
+PREPARE open_acct_local(int, text) AS INSERT INTO acct_local (id, owner, balance, opened) VALUES ($1, $2, 0, date '2026-06-01')
+    ON CONFLICT (id) DO UPDATE SET owner = acct_local.owner || '+' RETURNING id, owner;
+EXECUTE add_to(10, 5);
+EXECUTE add_to_local(10, 5);
+EXECUTE open_acct(10, 'dup');
+EXECUTE open_acct_local(10, 'dup');
+EXECUTE open_acct(101, 'o''neil');
+EXECUTE open_acct_local(101, 'o''neil');
+EXECUTE close_acct(101);
+EXECUTE close_acct_local(101);
+INSERT INTO acct VALUES (102, E'tab\there', NULL, NULL);
+INSERT INTO acct_local VALUES (102, E'tab\there', NULL, NULL);
+:statements;
+DO $$
+DECLARE a text; b text;
+BEGIN
+    FOR i IN 1..120 LOOP
+        EXECUTE format('EXECUTE add_to(%s, %s)', i, i % 7);
+        EXECUTE format('EXECUTE add_to_local(%s, %s)', i, i % 7);
+        IF i % 3 = 0 THEN
+            EXECUTE format('EXECUTE close_acct(%s)', i) INTO a;
+            EXECUTE format('EXECUTE close_acct_local(%s)', i) INTO b;
+            IF a IS DISTINCT FROM b THEN RAISE NOTICE 'delete % returned % and %', i, a, b; END IF;
+        END IF;
+        IF i % 5 = 0 THEN
+            EXECUTE format('EXECUTE open_acct(%s, %L)', i + 200, 'opened ' || i) INTO a;
+            EXECUTE format('EXECUTE open_acct_local(%s, %L)', i + 200, 'opened ' || i) INTO b;
+            IF a IS DISTINCT FROM b THEN RAISE NOTICE 'insert % returned % and %', i, a, b; END IF;
+        END IF;
+        INSERT INTO acct (id, owner) VALUES (i + 1000, 'plain ' || i);
+        INSERT INTO acct_local (id, owner) VALUES (i + 1000, 'plain ' || i);
+    END LOOP;
+END $$;
+SELECT (SELECT count(*) FROM acct) AS sharded_rows,
+       (SELECT count(*) FROM (SELECT * FROM acct EXCEPT SELECT * FROM acct_local) d) AS only_sharded,
+       (SELECT count(*) FROM (SELECT * FROM acct_local EXCEPT SELECT * FROM acct) d) AS only_local;
+-- A write that fails on the worker: the statement stays usable, nothing half-done.
+EXECUTE open_acct(NULL, 'no key');
+INSERT INTO acct (id, owner, balance) VALUES (104, 'first', 1);
+INSERT INTO acct (id, owner, balance) VALUES (104, 'again', 2);
+BEGIN;
+INSERT INTO acct (id, owner, balance) VALUES (105, 'in block', 3);
+INSERT INTO acct (id, owner, balance) VALUES (104, 'again', 2);
+ROLLBACK;
+INSERT INTO acct (id, owner, balance) VALUES (105, 'after', 4);
+SELECT id, owner, balance FROM acct WHERE id IN (104, 105) ORDER BY id;
 RESET plan_cache_mode;
 DEALLOCATE ALL;
 DROP TABLE acct, acct_local;
