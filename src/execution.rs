@@ -218,9 +218,9 @@ pub struct Statement {
 }
 
 impl Statement {
-    /// Whether the statements of a scan are prepared on the workers, and their parameter types
-    /// if so: not when pgshard.prepare_on_workers is off, when the query takes no value, or
-    /// when a value's type is a pseudo-type.
+    /// Whether statements whose value holes are `nodes` are prepared on the workers, and their
+    /// parameter types if so: not when pgshard.prepare_on_workers is off, when there is no
+    /// hole, or when a value's type is a pseudo-type.
     pub unsafe fn parameter_types(nodes: &[*mut pg_sys::Node]) -> Option<String> {
         if nodes.is_empty() || !crate::guc::prepare_on_workers() {
             return None;
