@@ -61,15 +61,6 @@ pub struct PooledClient {
 }
 
 impl PooledClient {
-    pub fn new(client: Client) -> Self {
-        PooledClient {
-            client,
-            statements: RefCell::default(),
-        }
-    }
-}
-
-impl PooledClient {
     /// Runs `execute` (a query on this connection), first sending `prepare` when it is given:
     /// pipelined, so the EXECUTE goes out before the PREPARE's answer is back. The statement is
     /// recorded as prepared only when its PREPARE succeeded; a failed PREPARE is the error.
@@ -91,7 +82,10 @@ impl PooledClient {
 
 impl From<Client> for PooledClient {
     fn from(client: Client) -> Self {
-        PooledClient::new(client)
+        PooledClient {
+            client,
+            statements: RefCell::default(),
+        }
     }
 }
 
@@ -414,15 +408,12 @@ pub fn run_outside_transactions(
         }
     }
     let tokens: Vec<_> = clients.iter().map(|(c, _)| c.cancel_token()).collect();
-    let runs = clients
-        .iter()
-        .zip(scripts)
-        .map(|((client, _), script)| async move {
-            for statement in script {
-                client.simple_query(statement).await?;
-            }
-            Ok::<(), tokio_postgres::Error>(())
-        });
+    let runs = clients.iter().zip(scripts).map(|((client, _), script)| async move {
+        for statement in script {
+            client.simple_query(statement).await?;
+        }
+        Ok::<(), tokio_postgres::Error>(())
+    });
     let results = wait(join_all(runs), &tokens);
     let mut failure = None;
     for ((worker, (client, config)), result) in workers.iter().zip(clients).zip(results) {
