@@ -218,6 +218,20 @@ pub struct Statement {
 }
 
 impl Statement {
+    /// The statement `query` (values written as [`Statement::placeholder`]) with parameters of
+    /// `types`, executed with `values` (literals).
+    pub fn typed(types: &str, query: &str, values: &[String]) -> Self {
+        Statement {
+            key: format!("({types}) AS {query}"),
+            args: format!("({})", values.join(", ")),
+        }
+    }
+
+    /// The placeholder of the value in hole `index` (0-based): `$1`, `$2`, …
+    pub fn placeholder(index: usize) -> String {
+        format!("${}", index + 1)
+    }
+
     /// Whether statements whose value holes are `nodes` are prepared on the workers, and their
     /// parameter types if so: not when pgshard.prepare_on_workers is off, when there is no
     /// hole, or when a value's type is a pseudo-type.

@@ -569,8 +569,8 @@ impl ModifyExec {
             .scan
             .scanrelid;
         let mut batches: Vec<Vec<String>> = vec![Vec::new(); self.table.shards.len()];
-        let placeholders = (1..=self.private.columns.len())
-            .map(|i| format!("${i}"))
+        let placeholders = (0..self.private.columns.len())
+            .map(Statement::placeholder)
             .collect::<Vec<_>>()
             .join(", ");
         let flush = |this: &mut Self, batches: &mut Vec<Vec<String>>, only_full: bool| {
@@ -644,7 +644,7 @@ impl ModifyExec {
         let body_with_parameters = self.parameter_types.as_ref().map(|types| {
             (
                 types,
-                Sql::render(&self.private.parts, |i| format!("${}", i + 1)),
+                Sql::render(&self.private.parts, Statement::placeholder),
             )
         });
         let selected = scan::pruned_shards(
@@ -669,12 +669,10 @@ impl ModifyExec {
             .map(|(i, shard)| ShardStatement {
                 index: i,
                 sql: format!("{verb}{}{body}{returning}", shard.relation),
-                prepared: body_with_parameters
-                    .as_ref()
-                    .map(|(types, body)| Statement {
-                        key: format!("({types}) AS {verb}{}{body}{returning}", shard.relation),
-                        args: format!("({})", rendered.join(", ")),
-                    }),
+                prepared: body_with_parameters.as_ref().map(|(types, body)| {
+                    let query = format!("{verb}{}{body}{returning}", shard.relation);
+                    Statement::typed(types, &query, &rendered)
+                }),
             })
             .collect();
         self.send(statements, (*node).css.ss.ps.state);

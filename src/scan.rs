@@ -900,9 +900,9 @@ impl ScanExec {
                         other.relation.as_str()
                     })
                     .collect();
-                let statement = self.parameter_types.as_ref().map(|types| Statement {
-                    key: format!("({types}) AS {}", self.sql(|i| format!("${}", i + 1), &relations)),
-                    args: format!("({})", rendered.join(", ")),
+                let statement = self.parameter_types.as_ref().map(|types| {
+                    let query = self.sql(Statement::placeholder, &relations);
+                    Statement::typed(types, &query, &rendered)
                 });
                 Task {
                     shard: shard.clone(),
