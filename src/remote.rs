@@ -12,7 +12,7 @@ use std::future::Future;
 use std::ops::Deref;
 use std::pin::pin;
 use std::ptr::addr_of;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use pgrx::prelude::*;
@@ -58,6 +58,8 @@ thread_local! {
 pub struct PooledClient {
     client: Client,
     pub statements: RefCell<pgshard_core::statements::StatementCache>,
+    /// When it last went back to the cache: see [`take_cached`].
+    idle_since: Instant,
 }
 
 impl PooledClient {
@@ -85,6 +87,7 @@ impl From<Client> for PooledClient {
         PooledClient {
             client,
             statements: RefCell::default(),
+            idle_since: Instant::now(),
         }
     }
 }
@@ -278,6 +281,14 @@ pub fn query_error(err: &tokio_postgres::Error) -> RemoteError {
     RemoteError::from_postgres(err, PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE)
 }
 
+/// A cached connection idle for less than this is reused without first looking for a close
+/// from its worker. No worker restarts this fast, so what can be missed is a worker going down
+/// (the statement fails anyway) or a worker backend terminated within the window (the statement
+/// fails with a connection error, as it would had the close come a moment later). The look
+/// costs three system calls, which a session sending statement after statement (a point SELECT
+/// takes a tenth of this) should not pay each time.
+const STALE_CHECK_AFTER: Duration = Duration::from_millis(10);
+
 /// Takes the cached connection to a worker for the current role out of the cache, if any. The
 /// caller owns it while it works and gives it back with [`give_back`] when it is still healthy;
 /// one that is dropped instead (on error, or when a statement is cancelled) is closed.
@@ -287,14 +298,16 @@ pub fn take_cached(worker: &Worker, config: &Config) -> Option<PooledClient> {
         user: config.get_user().unwrap_or_default().to_string(),
     };
     let client = CONNECTIONS.with(|cache| cache.borrow_mut().remove(&key))?;
-    // Let the connection task read what arrived while the connection sat idle: a worker that
-    // restarted has closed the socket, and the connection must be dropped, not reused.
-    RUNTIME.with(|runtime| {
-        runtime.block_on(async {
-            tokio::task::yield_now().await;
-            tokio::task::yield_now().await;
-        })
-    });
+    if client.idle_since.elapsed() >= STALE_CHECK_AFTER {
+        // Let the connection task read what arrived while the connection sat idle: a worker
+        // that restarted has closed the socket, and the connection must be dropped, not reused.
+        RUNTIME.with(|runtime| {
+            runtime.block_on(async {
+                tokio::task::yield_now().await;
+                tokio::task::yield_now().await;
+            })
+        });
+    }
     (!client.is_closed()).then_some(client)
 }
 
@@ -316,7 +329,8 @@ pub fn cached_or_new(
 
 /// Returns a healthy connection to the cache.
 pub fn give_back(worker_id: i32, config: &Config, client: impl Into<PooledClient>) {
-    let client = client.into();
+    let mut client = client.into();
+    client.idle_since = Instant::now();
     if client.is_closed() {
         return;
     }
