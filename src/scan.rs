@@ -20,7 +20,7 @@ use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
-use futures_util::stream::{select_all, Stream, StreamExt};
+use futures_util::stream::{Stream, StreamExt};
 use futures_util::FutureExt;
 use pgrx::prelude::*;
 use tokio_postgres::{CancelToken, SimpleQueryMessage, SimpleQueryRow};
@@ -617,15 +617,15 @@ impl RemoteRows {
             .collect();
         let started = Instant::now();
         let sent = remote::wait(futures_util::future::join_all(sends), &tokens);
-        let mut streams: Vec<RowStream> = Vec::new();
-        for (index, (task, result)) in tasks.iter().zip(sent).enumerate() {
+        let mut streams = Vec::new();
+        for (task, result) in tasks.iter().zip(sent) {
             match result {
-                Ok(stream) => streams.push(Box::pin(stream.map(move |m| (index, m)))),
+                Ok(stream) => streams.push(Box::pin(stream)),
                 Err(e) => remote::query_error(&e).raise_for(&task.shard.worker.name, "query"),
             }
         }
         let read = Rc::new(RefCell::new(ReadState {
-            stream: Some(Box::pin(select_all(streams))),
+            stream: Some(Box::pin(pgshard_core::merge::Merged::new(streams))),
             tokens,
             buffer: VecDeque::new(),
             workers: worker_ids,
