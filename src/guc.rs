@@ -175,6 +175,14 @@ pub fn key_file() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// Whether `pgshard.key_file` is `path`, looked at without copying the setting (this runs for
+/// every encrypted value).
+pub fn key_file_is(path: &str) -> bool {
+    // SAFETY: the setting's storage is NULL or a C string PostgreSQL keeps until it changes.
+    let raw = unsafe { *KEY_FILE.as_ptr() };
+    !raw.is_null() && unsafe { std::ffi::CStr::from_ptr(raw) }.to_bytes() == path.as_bytes()
+}
+
 pub fn prepare_on_workers() -> bool {
     PREPARE_ON_WORKERS.get()
 }

@@ -3,7 +3,7 @@
 //! the same way COPY and the simple query protocol carry them. Values of encrypted types are
 //! the exception: they travel as bytea, the envelope the worker stores.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 
 use pgrx::prelude::*;
 
@@ -64,6 +64,8 @@ impl TextEncoder {
 /// Input functions for a list of column types, to turn text from a worker into datums.
 pub struct TextDecoder {
     inputs: Vec<(pg_sys::FmgrInfo, pg_sys::Oid, i32)>,
+    /// The C string handed to an input function, reused from value to value.
+    c_text: Vec<u8>,
 }
 
 impl TextDecoder {
@@ -84,7 +86,10 @@ impl TextDecoder {
                 (info, ioparam, typmod)
             })
             .collect();
-        TextDecoder { inputs }
+        TextDecoder {
+            inputs,
+            c_text: Vec::new(),
+        }
     }
 
     /// The datum of column `index` for `text` (`None` is SQL NULL), allocated in the current
@@ -102,11 +107,17 @@ impl TextDecoder {
                 (datum, true)
             }
             Some(text) => {
-                let c = CString::new(text).unwrap_or_else(|_| {
-                    CString::new(text.replace('\0', "")).expect("NULs removed")
-                });
+                let c_text = &mut self.c_text;
+                c_text.clear();
+                let bytes = text.as_bytes();
+                if bytes.contains(&0) {
+                    c_text.extend(bytes.iter().filter(|&&b| b != 0));
+                } else {
+                    c_text.extend_from_slice(bytes);
+                }
+                c_text.push(0);
                 let datum =
-                    pg_sys::InputFunctionCall(info, c.as_ptr().cast_mut(), *ioparam, *typmod);
+                    pg_sys::InputFunctionCall(info, c_text.as_mut_ptr().cast(), *ioparam, *typmod);
                 (datum, false)
             }
         }

@@ -98,6 +98,27 @@ fn read_master_key(path: &str) -> MasterKey {
 
 /// Runs `f` with the keyring, loading the master key when needed (or when the setting changed).
 pub fn with_keyring<R>(f: impl FnOnce(&mut Keyring) -> R) -> R {
+    // SAFETY: MyProc is this backend's own PGPROC, set for the life of a regular backend.
+    let transaction = unsafe { (*pg_sys::MyProc).lxid };
+    // What every value after a transaction's first finds: nothing to check or load. This runs
+    // for every value encrypted or decrypted, so it copies nothing.
+    let ready = !DATA_KEYS_STALE.with(|stale| stale.get())
+        && KEYRING.with(|ring| {
+            ring.borrow().as_ref().is_some_and(|ring| {
+                ring.checked_in == transaction
+                    && ring.data.is_some()
+                    && guc::key_file_is(&ring.path)
+            })
+        });
+    if !ready {
+        load_keyring(transaction);
+    }
+    KEYRING.with(|ring| f(ring.borrow_mut().as_mut().expect("loaded")))
+}
+
+/// Loads what the keyring lacks for `transaction`: the master key (again, if the setting or
+/// the file changed; the file is looked at once per transaction) and the data keys.
+fn load_keyring(transaction: pg_sys::LocalTransactionId) {
     let path = guc::key_file().unwrap_or_else(|| {
         key_error(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -106,8 +127,6 @@ pub fn with_keyring<R>(f: impl FnOnce(&mut Keyring) -> R) -> R {
         .raise()
     });
     // The file is checked once per transaction (one stat), not for every value.
-    // SAFETY: MyProc is this backend's own PGPROC, set for the life of a regular backend.
-    let transaction = unsafe { (*pg_sys::MyProc).lxid };
     let checked = KEYRING.with(|ring| {
         ring.borrow()
             .as_ref()
@@ -151,7 +170,6 @@ pub fn with_keyring<R>(f: impl FnOnce(&mut Keyring) -> R) -> R {
         });
         KEYRING.with(|ring| ring.borrow_mut().as_mut().expect("loaded").data = Some(data));
     }
-    KEYRING.with(|ring| f(ring.borrow_mut().as_mut().expect("loaded")))
 }
 
 fn key_file_identity(path: &str) -> (u64, u64, u64, i64) {
