@@ -32,6 +32,18 @@ REVOKE EXECUTE ON FUNCTION pgshard.recover_transactions() FROM PUBLIC;
     requires = [recover_transactions]
 );
 
+const INSERT_COMMIT_RECORDS: &str =
+    "INSERT INTO pgshard.commit_record (gid, worker_id) SELECT * FROM unnest($1::text[], $2::int[])";
+
+thread_local! {
+    /// The insert of commit records, planned once per backend: every two-phase commit runs it,
+    /// and parsing and planning it each time cost more than the insert. Leaked on purpose: a
+    /// kept plan must not be freed by a destructor running while the backend exits. The plan
+    /// cache re-plans it when `pgshard.commit_record` changes.
+    static INSERT_COMMIT_RECORDS_PLAN: std::cell::Cell<Option<&'static pgrx::spi::OwnedPreparedStatement>> =
+        const { std::cell::Cell::new(None) };
+}
+
 /// Writes the commit records of the transactions just prepared; from pre-commit, in the
 /// coordinator transaction itself.
 pub fn write_commit_records(prepared: &[Gid]) {
@@ -42,10 +54,24 @@ pub fn write_commit_records(prepared: &[Gid]) {
     // SAFETY: pushed and popped around the insert; an error aborts the transaction, which
     // pops every active snapshot.
     unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
-    Spi::run_with_args(
-        "INSERT INTO pgshard.commit_record (gid, worker_id) SELECT * FROM unnest($1::text[], $2::int[])",
-        &[gids.into(), workers.into()],
-    )
+    Spi::connect_mut(|client| {
+        let plan = match INSERT_COMMIT_RECORDS_PLAN.get() {
+            Some(plan) => plan,
+            None => {
+                let types = [
+                    PgOid::from(pg_sys::TEXTARRAYOID),
+                    PgOid::from(pg_sys::INT4ARRAYOID),
+                ];
+                let plan = client.prepare_mut(INSERT_COMMIT_RECORDS, &types)?.keep();
+                let plan: &'static _ = Box::leak(Box::new(plan));
+                INSERT_COMMIT_RECORDS_PLAN.set(Some(plan));
+                plan
+            }
+        };
+        client
+            .update(plan, None, &[gids.into(), workers.into()])
+            .map(|_| ())
+    })
     .unwrap_or_else(|e| spi_failed("could not write the commit records", e));
     // SAFETY: pops the snapshot pushed above.
     unsafe { pg_sys::PopActiveSnapshot() };
