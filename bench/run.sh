@@ -24,9 +24,9 @@ RESULTS="$HERE/bench/results.tsv"
 SCALE=10                        # pgbench scale: 100,000 accounts per unit (W1, W2, W5, W6)
 RUNS=3
 if [ "$QUICK" = 1 ]; then
-  SECONDS_PER_RUN=5; LOAD_ROWS=500000; ENCRYPTED_ROWS=200000; QUERY_REPEATS=3
+  SECONDS_PER_RUN=5; LOAD_ROWS=500000; ENCRYPTED_ROWS=200000; QUERY_REPEATS=8
 else
-  SECONDS_PER_RUN=30; LOAD_ROWS=1000000; ENCRYPTED_ROWS=200000; QUERY_REPEATS=5
+  SECONDS_PER_RUN=30; LOAD_ROWS=1000000; ENCRYPTED_ROWS=200000; QUERY_REPEATS=20
 fi
 SYSTEMS="single pgshard fdw"
 # In pgbench runs, a statement stuck on a cross-server lock wait (fdw cannot detect those
