@@ -79,6 +79,9 @@ pub struct Deparser {
     /// Qualify the first table's columns too (`r<varno>.column`): in ON CONFLICT DO UPDATE,
     /// where EXCLUDED has the same column names.
     pub qualify_first: bool,
+    /// The subject of the simple CASE being deparsed (`CASE subject WHEN …`), which its WHEN
+    /// conditions compare through a placeholder (CaseTestExpr); null outside one.
+    pub(crate) case_subject: std::cell::Cell<*mut pg_sys::Node>,
 }
 
 impl Deparser {
@@ -90,6 +93,7 @@ impl Deparser {
             excluded: 0,
             joined: Vec::new(),
             qualify_first: false,
+            case_subject: std::cell::Cell::new(std::ptr::null_mut()),
         }
     }
 
@@ -302,8 +306,115 @@ impl Deparser {
                 out.push(&format!("]::{}", type_sql((*a).array_typeid, -1)));
                 true
             }
+            pg_sys::NodeTag::T_CaseExpr => self.case(node as *mut pg_sys::CaseExpr, out),
+            pg_sys::NodeTag::T_CaseTestExpr => {
+                // Only a simple CASE's WHEN conditions are deparsed with a subject set; the
+                // placeholder is written as the subject (immutable, so repeating it is safe).
+                let subject = self.case_subject.get();
+                !subject.is_null() && self.expr(subject, out)
+            }
+            pg_sys::NodeTag::T_CoalesceExpr => {
+                let c = node as *mut pg_sys::CoalesceExpr;
+                self.typed_call("COALESCE", (*c).coalescetype, (*c).args, out)
+            }
+            pg_sys::NodeTag::T_MinMaxExpr => {
+                let m = node as *mut pg_sys::MinMaxExpr;
+                // Comparing text depends on the collation; numbers, dates and the like do not.
+                if (*m).inputcollid != pg_sys::InvalidOid {
+                    return false;
+                }
+                let name = if (*m).op == pg_sys::MinMaxOp::IS_GREATEST {
+                    "GREATEST"
+                } else {
+                    "LEAST"
+                };
+                self.typed_call(name, (*m).minmaxtype, (*m).args, out)
+            }
+            pg_sys::NodeTag::T_NullIfExpr => {
+                // NULLIF(a, b) compares with the type's = operator: deparsed as that operator.
+                let n = node as *mut pg_sys::NullIfExpr;
+                let args = list_nodes((*n).args);
+                if args.len() != 2 || !builtin((*n).opresulttype) {
+                    return false;
+                }
+                out.push("(CASE WHEN ");
+                if !self.operator(
+                    (*n).opno,
+                    (*n).opfuncid,
+                    (*n).inputcollid,
+                    (*n).args,
+                    None,
+                    out,
+                ) {
+                    return false;
+                }
+                out.push(" THEN NULL ELSE ");
+                if !self.expr(args[0], out) {
+                    return false;
+                }
+                out.push(&format!(" END)::{}", type_sql((*n).opresulttype, -1)));
+                true
+            }
             _ => false,
         }
+    }
+
+    /// `CASE … END`, cast to its type so that the worker resolves the branches as the
+    /// coordinator did. A simple CASE (`CASE x WHEN 1 …`) becomes a searched one: its WHEN
+    /// conditions compare the subject through a placeholder, written out as the subject.
+    unsafe fn case(&self, c: *mut pg_sys::CaseExpr, out: &mut Sql) -> bool {
+        if !builtin((*c).casetype) {
+            return false;
+        }
+        let outer_subject = self.case_subject.replace((*c).arg as *mut pg_sys::Node);
+        let deparsed = (|| {
+            out.push("(CASE");
+            for when in list_nodes((*c).args) {
+                let when = when as *mut pg_sys::CaseWhen;
+                out.push(" WHEN ");
+                if !self.expr((*when).expr as *mut pg_sys::Node, out) {
+                    return false;
+                }
+                // The results do not compare the subject: no placeholder there.
+                let subject = self.case_subject.replace(std::ptr::null_mut());
+                out.push(" THEN ");
+                let result = self.expr((*when).result as *mut pg_sys::Node, out);
+                self.case_subject.set(subject);
+                if !result {
+                    return false;
+                }
+            }
+            if !(*c).defresult.is_null() {
+                self.case_subject.set(std::ptr::null_mut());
+                out.push(" ELSE ");
+                if !self.expr((*c).defresult as *mut pg_sys::Node, out) {
+                    return false;
+                }
+            }
+            out.push(&format!(" END)::{}", type_sql((*c).casetype, -1)));
+            true
+        })();
+        self.case_subject.set(outer_subject);
+        deparsed
+    }
+
+    /// `NAME(arg, …)::type`, for the variadic SQL constructs COALESCE, GREATEST and LEAST.
+    unsafe fn typed_call(
+        &self,
+        name: &str,
+        type_oid: pg_sys::Oid,
+        args: *mut pg_sys::List,
+        out: &mut Sql,
+    ) -> bool {
+        if !builtin(type_oid) {
+            return false;
+        }
+        out.push(&format!("({name}("));
+        if !self.list(args, ", ", out) {
+            return false;
+        }
+        out.push(&format!("))::{}", type_sql(type_oid, -1)));
+        true
     }
 
     /// A built-in aggregate call, with DISTINCT, ORDER BY and FILTER. An encrypted argument is
@@ -562,12 +673,27 @@ impl Deparser {
 /// `node` must be a valid planner expression.
 pub unsafe fn coordinator_evaluable(node: *mut pg_sys::Node) -> bool {
     !pg_sys::contain_var_clause(node)
+        && !contains_case_placeholder(node)
         && !pg_sys::contain_volatile_functions(node)
         && !pg_sys::contain_subplans(node)
         && !pg_sys::contain_agg_clause(node)
         && !pg_sys::expression_returns_set(node)
         && (builtin(pg_sys::exprType(node))
             || encryption::kind_of_type(pg_sys::exprType(node)).is_some())
+}
+
+/// Whether `node` holds a CaseTestExpr: the placeholder for the subject of a simple CASE (or
+/// of an array or domain coercion), which has no value outside its construct.
+unsafe fn contains_case_placeholder(node: *mut pg_sys::Node) -> bool {
+    #[pg_guard]
+    unsafe extern "C-unwind" fn walk(node: *mut pg_sys::Node, context: *mut c_void) -> bool {
+        if node.is_null() {
+            return false;
+        }
+        (*node).type_ == pg_sys::NodeTag::T_CaseTestExpr
+            || pg_sys::expression_tree_walker(node, Some(walk), context)
+    }
+    walk(node, std::ptr::null_mut())
 }
 
 fn builtin(oid: pg_sys::Oid) -> bool {

@@ -35,6 +35,20 @@ SELECT region, count(*), avg(amount), max(weight) FROM sales_local GROUP BY regi
 -- Grouped by an expression: the shards compute it (its columns are not needed here).
 EXPLAIN (COSTS OFF) SELECT qty % 3 = 0 AS div3, count(*) FROM sales GROUP BY 1;
 SELECT qty % 3 = 0 AS div3, count(*) FROM sales GROUP BY 1 ORDER BY 1;
+-- CASE (searched and simple), COALESCE, NULLIF and GREATEST run on the shards, inside the
+-- aggregates and in the filter: the shards send one partial row each, not their rows.
+EXPLAIN (COSTS OFF, VERBOSE)
+SELECT sum(CASE WHEN paid THEN amount ELSE 0 END), count(CASE qty WHEN 1 THEN 1 END),
+       max(greatest(qty, 3)), sum(coalesce(nullif(qty, 2), 0))
+FROM sales WHERE CASE region WHEN 'north' THEN qty > 1 ELSE true END;
+SELECT sum(CASE WHEN paid THEN amount ELSE 0 END), count(CASE qty WHEN 1 THEN 1 END),
+       max(greatest(qty, 3)), sum(coalesce(nullif(qty, 2), 0))
+FROM sales WHERE CASE region WHEN 'north' THEN qty > 1 ELSE true END;
+SELECT sum(CASE WHEN paid THEN amount ELSE 0 END), count(CASE qty WHEN 1 THEN 1 END),
+       max(greatest(qty, 3)), sum(coalesce(nullif(qty, 2), 0))
+FROM sales_local WHERE CASE region WHEN 'north' THEN qty > 1 ELSE true END;
+-- GREATEST of text depends on the collation: computed on the coordinator from the rows.
+EXPLAIN (COSTS OFF) SELECT max(greatest(note, region)) FROM sales;
 -- No grouping at all: one partial row per shard.
 EXPLAIN (COSTS OFF) SELECT count(*), sum(qty), avg(qty), min(note COLLATE "C"), bool_or(paid) FROM sales;
 SELECT count(*), sum(qty), avg(qty), min(note COLLATE "C"), bool_or(paid) FROM sales;

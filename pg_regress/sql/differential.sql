@@ -180,7 +180,20 @@ INSERT INTO corpus (q) VALUES
 ('SELECT count(*), sum(price), avg(id) FROM {t} WHERE id < 0'),
 ('SELECT x.grp, x.n FROM (SELECT grp, count(*) AS n FROM {t} GROUP BY grp) x WHERE x.n > 60'),
 ('SELECT grp FROM {t} GROUP BY grp ORDER BY grp NULLS FIRST'),
-('SELECT flag, sum(price), sum(price * (1 - k_num / 1000)), avg(price), avg(k_num), count(*) FROM {t} WHERE k_date <= date ''2024-02-01'' GROUP BY flag ORDER BY flag');
+('SELECT flag, sum(price), sum(price * (1 - k_num / 1000)), avg(price), avg(k_num), count(*) FROM {t} WHERE k_date <= date ''2024-02-01'' GROUP BY flag ORDER BY flag'),
+('SELECT id FROM {t} WHERE CASE WHEN grp > 3 THEN price > 50 WHEN grp IS NULL THEN flag ELSE note IS NULL END'),
+('SELECT id FROM {t} WHERE CASE grp WHEN 1 THEN true WHEN 2 THEN flag END'),
+('SELECT id, CASE grp WHEN 0 THEN ''zero'' WHEN 1 THEN note ELSE k_text END FROM {t} WHERE id % 7 = 1'),
+('SELECT grp, sum(CASE WHEN flag THEN price ELSE 0 END), count(CASE WHEN note IS NULL THEN 1 END) FROM {t} GROUP BY grp'),
+('SELECT sum(CASE grp WHEN 1 THEN 10 WHEN 2 THEN 2.5 ELSE 0 END), max(CASE WHEN id > 250 THEN k_date END), min(CASE WHEN flag THEN k_text END) FROM {t}'),
+('SELECT CASE WHEN price > 50 THEN ''high'' WHEN price IS NULL THEN ''none'' ELSE ''low'' END AS band, count(*), avg(id) FROM {t} GROUP BY 1'),
+('SELECT id FROM {t} WHERE CASE grp WHEN CASE WHEN id > 250 THEN 1 ELSE 2 END THEN true ELSE id = 3 END'),
+('SELECT id, coalesce(price, grp, -1), coalesce(note, k_text) FROM {t} WHERE coalesce(grp, 9) > 4'),
+('SELECT sum(coalesce(price, 0)), count(nullif(grp, 0)), sum(nullif(id % 4, 0)) FROM {t}'),
+('SELECT id FROM {t} WHERE nullif(grp, 2) IS NULL'),
+('SELECT grp, max(greatest(price, grp * 10.0, 5)), min(least(k_date, date ''2024-01-20'')) FROM {t} GROUP BY grp'),
+('SELECT id FROM {t} WHERE greatest(grp, 2) = least(id % 5, 4)'),
+('SELECT id, greatest(note, k_text), least(k_text, ''m'') FROM {t} WHERE id < 40');
 SELECT c.n, t.name, diff(t.name, c.q)
 FROM corpus c, (VALUES ('by_id'), ('by_text')) t(name) ORDER BY c.n, t.name;
 SELECT count(*) AS corpus_size FROM corpus;
