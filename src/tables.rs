@@ -292,13 +292,18 @@ pub fn truncate_shards(oids: &[pg_sys::Oid], cascade: bool) {
 /// remote transactions and its metadata removed; PostgreSQL then drops the coordinator's table.
 /// A role that does not own the table gets PostgreSQL's own error, before any shard is touched.
 pub fn drop_shards(oid: pg_sys::Oid) {
-    // SAFETY: an ownership check, then the lock DROP takes anyway.
-    unsafe {
-        if !pg_sys::pg_class_ownercheck(oid, pg_sys::GetUserId()) {
-            return;
-        }
-        pg_sys::LockRelationOid(oid, pg_sys::AccessExclusiveLock as i32);
+    // SAFETY: an ownership check.
+    if unsafe { !pg_sys::pg_class_ownercheck(oid, pg_sys::GetUserId()) } {
+        return;
     }
+    drop_shards_of(oid);
+}
+
+/// Drops the shards of a distributed table that the current statement drops, and its metadata;
+/// the caller has checked that the statement may drop it.
+pub fn drop_shards_of(oid: pg_sys::Oid) {
+    // SAFETY: the lock DROP takes anyway.
+    unsafe { pg_sys::LockRelationOid(oid, pg_sys::AccessExclusiveLock as i32) };
     let Some(sharded) = metadata::sharded_table(oid) else {
         return;
     };
@@ -308,6 +313,24 @@ pub fn drop_shards(oid: pg_sys::Oid) {
         // refused the statement unless it has CASCADE or nothing depends on the table).
         format!("DROP TABLE IF EXISTS {} CASCADE;", shard.relation)
     });
+}
+
+/// The role owning relation `oid`.
+pub fn owner_of(oid: pg_sys::Oid) -> pg_sys::Oid {
+    // SAFETY: a syscache lookup of a relation the caller knows exists, released before return.
+    unsafe {
+        let tuple = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::RELOID as i32,
+            pg_sys::Datum::from(oid),
+        );
+        if tuple.is_null() {
+            return pg_sys::InvalidOid;
+        }
+        let class = pg_sys::GETSTRUCT(tuple) as *mut pg_sys::FormData_pg_class;
+        let owner = (*class).relowner;
+        pg_sys::ReleaseSysCache(tuple);
+        owner
+    }
 }
 
 /// The shard a key value belongs to in a sharded table, and the worker that holds it.

@@ -104,6 +104,17 @@ unsafe fn distribute_truncate_and_drop(statement: *mut pg_sys::Node) {
             let cascade = (*truncate).behavior == pg_sys::DropBehavior::DROP_CASCADE;
             (true, cascade, relations)
         }
+        pg_sys::NodeTag::T_DropStmt
+            if (*(statement as *mut pg_sys::DropStmt)).removeType
+                == pg_sys::ObjectType::OBJECT_SCHEMA =>
+        {
+            drop_shards_in_schemas(statement as *mut pg_sys::DropStmt);
+            return;
+        }
+        pg_sys::NodeTag::T_DropOwnedStmt => {
+            drop_shards_owned(statement as *mut pg_sys::DropOwnedStmt);
+            return;
+        }
         pg_sys::NodeTag::T_DropStmt => {
             let drop = statement as *mut pg_sys::DropStmt;
             if (*drop).removeType != pg_sys::ObjectType::OBJECT_TABLE {
@@ -128,6 +139,51 @@ unsafe fn distribute_truncate_and_drop(statement: *mut pg_sys::Node) {
     } else {
         for oid in oids {
             crate::tables::drop_shards(oid);
+        }
+    }
+}
+
+/// DROP SCHEMA … CASCADE drops the sharded and reference tables in the schemas: their shards
+/// are dropped first, in the statement's remote transactions, as DROP TABLE does. Only for the
+/// schemas' owner (PostgreSQL refuses anyone else, before a shard would be touched); without
+/// CASCADE, PostgreSQL refuses a schema that holds tables.
+unsafe fn drop_shards_in_schemas(drop: *mut pg_sys::DropStmt) {
+    if (*drop).behavior != pg_sys::DropBehavior::DROP_CASCADE {
+        return;
+    }
+    let mut schemas = Vec::new();
+    for name in crate::deparse::list_pointers((*drop).objects) {
+        let schema = pg_sys::get_namespace_oid((*(name as *mut pg_sys::String)).sval, true);
+        if schema == pg_sys::InvalidOid {
+            continue;
+        }
+        if !pg_sys::pg_namespace_ownercheck(schema, pg_sys::GetUserId()) {
+            return;
+        }
+        schemas.push(schema);
+    }
+    for oid in metadata::sharded_table_oids() {
+        if schemas.contains(&pg_sys::get_rel_namespace(oid)) {
+            crate::tables::drop_shards_of(oid);
+        }
+    }
+}
+
+/// DROP OWNED BY drops the tables the roles own, sharded and reference ones included: their
+/// shards are dropped first, as DROP TABLE does. Only when the current role may act for every
+/// role named (PostgreSQL refuses otherwise, before a shard would be touched).
+unsafe fn drop_shards_owned(drop: *mut pg_sys::DropOwnedStmt) {
+    let mut roles = Vec::new();
+    for role in crate::deparse::list_pointers((*drop).roles) {
+        let role = pg_sys::get_rolespec_oid(role.cast(), false);
+        if !pg_sys::has_privs_of_role(pg_sys::GetUserId(), role) {
+            return;
+        }
+        roles.push(role);
+    }
+    for oid in metadata::sharded_table_oids() {
+        if roles.contains(&crate::tables::owner_of(oid)) {
+            crate::tables::drop_shards_of(oid);
         }
     }
 }

@@ -209,3 +209,47 @@ DROP SCHEMA store;
 SELECT w.worker, w.result AS leftover_tables FROM pgshard.run_command_on_workers(
   $$SELECT count(*) FROM pg_class WHERE relname ~ '^(owners|items|goods|kinds|loners|pairs|widen|contacts|tickets)_[0-9]+$'$$) w
 ORDER BY 1;
+-- DROP SCHEMA … CASCADE and DROP OWNED BY drop sharded and reference tables too: their shards
+-- go in the same transaction (rolled back with it), and no metadata is left behind.
+\set schema_shards 'SELECT w.worker, w.result FROM pgshard.run_command_on_workers($$SELECT coalesce(string_agg(n.nspname || ''.'' || regexp_replace(c.relname, ''_[0-9]+$'', ''_N''), '','' ORDER BY c.relname), ''none'') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = ''r'' AND n.nspname IN (''gone'', ''kept'')$$) w ORDER BY 1'
+CREATE SCHEMA gone;
+CREATE TABLE gone.events (id bigint PRIMARY KEY, what text);
+CREATE TABLE gone.kinds (kind text PRIMARY KEY);
+SELECT pgshard.shard_table('gone.events', 'id', shard_count => 4);
+SELECT pgshard.reference_table('gone.kinds');
+INSERT INTO gone.events SELECT g, 'e' || g FROM generate_series(1, 20) g;
+:schema_shards;
+-- Refused without CASCADE, and rolled back: nothing changes.
+DROP SCHEMA gone;
+BEGIN;
+DROP SCHEMA gone CASCADE;
+ROLLBACK;
+SELECT count(*) FROM gone.events;
+:schema_shards;
+DROP SCHEMA gone CASCADE;
+:schema_shards;
+SELECT count(*) AS shards_of_dropped_tables FROM pgshard.shard s
+WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = s.table_oid);
+SELECT count(*) AS metadata_of_dropped_tables FROM pgshard.sharded_table s
+WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = s.table_oid);
+CREATE ROLE regress_leaver;
+CREATE SCHEMA kept;
+GRANT CREATE, USAGE ON SCHEMA kept TO regress_leaver;
+SET ROLE regress_leaver;
+CREATE TABLE kept.mine (id int PRIMARY KEY);
+SELECT pgshard.shard_table('kept.mine', 'id', shard_count => 2);
+RESET ROLE;
+CREATE TABLE kept.theirs (id int PRIMARY KEY);
+SELECT pgshard.shard_table('kept.theirs', 'id', shard_count => 2);
+:schema_shards;
+-- A role that may not act for the owner is refused before any shard is touched.
+SET ROLE regress_leaver;
+DROP OWNED BY CURRENT_USER, postgres;
+RESET ROLE;
+:schema_shards;
+DROP OWNED BY regress_leaver;
+:schema_shards;
+SELECT table_oid FROM pgshard.sharded_table WHERE table_oid::text LIKE 'kept.%';
+DROP SCHEMA kept CASCADE;
+DROP ROLE regress_leaver;
+:schema_shards;
