@@ -445,11 +445,32 @@ fn shard_sizes() -> TableIterator<
 /// Locks a table being sharded, made a reference table or unsharded, and describes it.
 fn lock_for_distribution(rel: PgRelation) -> TableInfo {
     crate::ensure_preloaded();
+    require_utf8_database();
     let oid = rel.oid();
     drop(rel);
     // SAFETY: takes the strongest lock: the table changes meaning for every session.
     unsafe { pg_sys::LockRelationOid(oid, pg_sys::AccessExclusiveLock as i32) };
     describe(oid)
+}
+
+/// Refuses a coordinator database whose encoding is not UTF8: values travel to and from the
+/// workers as UTF-8 text, and text shard keys are hashed as their UTF-8 bytes.
+fn require_utf8_database() {
+    // SAFETY: reads the database's encoding, set for the life of the backend.
+    let (encoding, name) = unsafe {
+        (
+            pg_sys::GetDatabaseEncoding(),
+            std::ffi::CStr::from_ptr(pg_sys::GetDatabaseEncodingName()).to_string_lossy(),
+        )
+    };
+    if encoding != pg_sys::pg_enc::PG_UTF8 as i32 {
+        refuse(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("this database's encoding is {name}; pgshard needs a UTF8 database"),
+            "Create the database with ENCODING 'UTF8' (CREATE DATABASE … TEMPLATE template0 \
+             ENCODING 'UTF8') and load the data there.",
+        )
+    }
 }
 
 /// The registered workers; raises when there is none (`doing` says what needed them).

@@ -76,18 +76,30 @@ fn add_worker(name: &str, conninfo: &str) -> i32 {
         conninfo: conninfo.to_string(),
     };
     let config = remote::worker_config(&worker).unwrap_or_else(|e| e.raise_for(name, "use"));
-    let client = remote::wait(
+    let (client, encoding) = remote::wait(
         async {
             let client = remote::connect(config.clone()).await?;
-            client
-                .simple_query("SELECT 1")
+            let messages = client
+                .simple_query("SELECT current_setting('server_encoding')")
                 .await
                 .map_err(|e| remote::query_error(&e))?;
-            Ok::<Client, RemoteError>(client)
+            Ok::<_, RemoteError>((client, first_value(&messages).unwrap_or_default()))
         },
         &[],
     )
     .unwrap_or_else(|e| e.raise_for(name, "connect to"));
+    // Shards receive values as UTF-8 text; another database encoding would convert (or refuse)
+    // what the coordinator stores.
+    if encoding != "UTF8" {
+        PgShardError::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!(
+                "the database of worker \"{name}\" has encoding {encoding}; pgshard needs UTF8"
+            ),
+        )
+        .hint("Give a database created with ENCODING 'UTF8'.")
+        .raise()
+    }
 
     worker.id = Spi::get_one_with_args::<i32>(
         "INSERT INTO pgshard.worker (name, conninfo) VALUES ($1, $2) RETURNING worker_id",

@@ -10,6 +10,7 @@ SELECT success FROM pgshard.run_command_on_workers('SELECT 1');
 \c pgshard - 127.0.0.1 :worker_1_port
 CREATE DATABASE regress_extra;
 CREATE DATABASE regress_secret;
+CREATE DATABASE regress_latin1 TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C';
 CREATE ROLE regress_password_user LOGIN PASSWORD 'right-password';
 \c pgshard - 127.0.0.1 :coordinator_port
 SELECT pgshard.add_worker('w3', :'w1' || ' dbname=regress_extra') > 0 AS added;
@@ -36,6 +37,8 @@ EXCEPTION WHEN sqlclient_unable_to_establish_sqlconnection THEN
   RAISE NOTICE '%', substring(SQLERRM FROM '^[^:]*: [^:]*');
 END $$;
 SELECT pgshard.add_worker('w_nohost', 'dbname=pgshard');
+-- A database in another encoding than UTF8.
+SELECT pgshard.add_worker('w_latin1', :'w1' || ' dbname=regress_latin1');
 SELECT pgshard.add_worker('bad name', :'w1' || ' dbname=pgshard');
 SELECT pgshard.add_worker('', :'w1' || ' dbname=pgshard');
 -- None of the failures recorded anything.
@@ -67,5 +70,16 @@ DROP ROLE regress_plain;
 \c pgshard - 127.0.0.1 :worker_1_port
 DROP DATABASE regress_extra WITH (FORCE);
 DROP DATABASE regress_secret WITH (FORCE);
+DROP DATABASE regress_latin1 WITH (FORCE);
 DROP ROLE regress_password_user;
 \c pgshard - 127.0.0.1 :coordinator_port
+-- A coordinator database in another encoding than UTF8 cannot have sharded or reference tables.
+CREATE DATABASE regress_latin1 TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C';
+\c regress_latin1 - 127.0.0.1 :coordinator_port
+SET client_min_messages = warning;
+CREATE EXTENSION pgshard;
+CREATE TABLE latin_items (id int PRIMARY KEY);
+SELECT pgshard.shard_table('latin_items', 'id');
+SELECT pgshard.reference_table('latin_items');
+\c pgshard - 127.0.0.1 :coordinator_port
+DROP DATABASE regress_latin1 WITH (FORCE);
