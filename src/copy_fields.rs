@@ -92,7 +92,7 @@ impl<'t> RawFields<'t> {
                 let attr = (*desc).attrs.as_ptr().add(attnum as usize - 1);
                 let type_oid = (*attr).atttypid;
                 let encrypted = crate::encryption::wire_type(type_oid) != type_oid;
-                let domain = pg_sys::get_typtype(type_oid) == pg_sys::TYPTYPE_DOMAIN as c_char;
+                let domain = crate::deparse::holds_domain(type_oid);
                 let is_key = !table.reference && attnum == table.key_attnum;
                 let input = (is_key || encrypted || domain).then(|| {
                     let (mut function, mut io_param) = (pg_sys::InvalidOid, pg_sys::InvalidOid);

@@ -149,7 +149,9 @@ impl Deparser {
             }
             pg_sys::NodeTag::T_Const => {
                 let c = node as *mut pg_sys::Const;
-                if !builtin((*c).consttype) && encryption::kind_of_type((*c).consttype).is_none() {
+                if !builtin(worker_type((*c).consttype, -1).0)
+                    && encryption::kind_of_type((*c).consttype).is_none()
+                {
                     return false;
                 }
                 out.push(&literal(
@@ -678,7 +680,7 @@ pub unsafe fn coordinator_evaluable(node: *mut pg_sys::Node) -> bool {
         && !pg_sys::contain_subplans(node)
         && !pg_sys::contain_agg_clause(node)
         && !pg_sys::expression_returns_set(node)
-        && (builtin(pg_sys::exprType(node))
+        && (builtin(worker_type(pg_sys::exprType(node), -1).0)
             || encryption::kind_of_type(pg_sys::exprType(node)).is_some())
 }
 
@@ -789,6 +791,51 @@ pub fn type_sql(type_oid: pg_sys::Oid, typmod: i32) -> String {
     unsafe { cstr(pg_sys::format_type_with_typemod(type_oid, typmod)) }
 }
 
+/// The type a worker stores and reads for a coordinator type, with its typmod: a domain is its
+/// base type and an array of a domain the array of that base type. Workers do not have the
+/// domain; the coordinator checks its constraints before a value leaves.
+pub fn worker_type(type_oid: pg_sys::Oid, typmod: i32) -> (pg_sys::Oid, i32) {
+    // SAFETY: catalog lookups by oid.
+    unsafe {
+        let mut base_typmod = typmod;
+        let base = pg_sys::getBaseTypeAndTypmod(type_oid, &mut base_typmod);
+        if base != type_oid {
+            return (base, base_typmod);
+        }
+        let element = pg_sys::get_element_type(type_oid);
+        if element != pg_sys::InvalidOid && is_domain(element) {
+            let mut element_typmod = typmod;
+            let element_base = pg_sys::getBaseTypeAndTypmod(element, &mut element_typmod);
+            let array = pg_sys::get_array_type(element_base);
+            if array != pg_sys::InvalidOid {
+                return (array, element_typmod);
+            }
+        }
+        (type_oid, typmod)
+    }
+}
+
+/// The SQL name of [`worker_type`].
+pub fn worker_type_sql(type_oid: pg_sys::Oid, typmod: i32) -> String {
+    let (type_oid, typmod) = worker_type(type_oid, typmod);
+    type_sql(type_oid, typmod)
+}
+
+/// Whether a type is a domain or an array of domains: its values must be checked on the
+/// coordinator, since the shards hold the base type.
+pub fn holds_domain(type_oid: pg_sys::Oid) -> bool {
+    // SAFETY: catalog lookups by oid.
+    unsafe {
+        let element = pg_sys::get_element_type(type_oid);
+        is_domain(type_oid) || (element != pg_sys::InvalidOid && is_domain(element))
+    }
+}
+
+fn is_domain(type_oid: pg_sys::Oid) -> bool {
+    // SAFETY: a catalog lookup by oid.
+    unsafe { pg_sys::get_typtype(type_oid) == pg_sys::TYPTYPE_DOMAIN as c_char }
+}
+
 /// The type a worker declares for a parameter that takes the value of `node` (see
 /// [`literal`]): an encrypted value is its envelope, `bytea`. `None` for a pseudo-type, which
 /// a parameter cannot have.
@@ -803,7 +850,7 @@ pub unsafe fn parameter_type(node: *mut pg_sys::Node) -> Option<String> {
     if pg_sys::get_typtype(type_oid) == pg_sys::TYPTYPE_PSEUDO as c_char {
         return None;
     }
-    Some(type_sql(type_oid, pg_sys::exprTypmod(node)))
+    Some(worker_type_sql(type_oid, pg_sys::exprTypmod(node)))
 }
 
 /// A value as an SQL literal with an explicit cast, e.g. `'2024-01-31'::date`. Dates, times
@@ -826,7 +873,7 @@ pub unsafe fn literal(
             encryption::bytea_literal(encryption::datum_bytes(datum))
         };
     }
-    let type_name = type_sql(type_oid, typmod);
+    let type_name = worker_type_sql(type_oid, typmod);
     if is_null {
         return format!("NULL::{type_name}");
     }

@@ -111,7 +111,35 @@ fn shard_column_type(type_oid: pg_sys::Oid, typmod: i32) -> String {
         .hint("Arrays and domains of encrypted types can be stored only in local tables.")
         .raise()
     }
-    crate::deparse::type_sql(type_oid, typmod)
+    let (stored, stored_typmod) = crate::deparse::worker_type(type_oid, typmod);
+    // Workers have the built-in types and those of extensions installed there too, but not the
+    // enums, composite and range types created on the coordinator.
+    // SAFETY: catalog lookups by oid.
+    let local_kind = unsafe {
+        let element = pg_sys::get_element_type(stored);
+        let kind_of = |t: pg_sys::Oid| pg_sys::get_typtype(t) as u8;
+        [stored, element]
+            .into_iter()
+            .filter(|&t| t != pg_sys::InvalidOid && t.to_u32() >= pg_sys::FirstNormalObjectId)
+            .find_map(|t| match kind_of(t) {
+                b'e' => Some("an enum"),
+                b'c' => Some("a composite type"),
+                b'r' | b'm' => Some("a range type"),
+                _ => None,
+            })
+    };
+    if let Some(kind) = local_kind {
+        PgShardError::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!(
+                "a column of type {} cannot be sharded: it is {kind}, which the workers do not have",
+                crate::deparse::type_sql(type_oid, typmod)
+            ),
+        )
+        .hint("Use a built-in type (an enum can be text with a CHECK constraint), or keep the table local.")
+        .raise()
+    }
+    crate::deparse::type_sql(stored, stored_typmod)
 }
 
 /// A bytea literal.
