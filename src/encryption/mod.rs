@@ -100,16 +100,22 @@ fn shard_column_type(type_oid: pg_sys::Oid, typmod: i32) -> String {
     if kind_of_type(type_oid).is_some() {
         return "bytea".into();
     }
-    if wraps_encrypted_type(type_oid) {
+    let refuse = |why: &str, hint: &str| -> ! {
         PgShardError::new(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
             format!(
-                "a column of type {} cannot be sharded",
+                "a column of type {} cannot be sharded{why}",
                 crate::deparse::type_sql(type_oid, typmod)
             ),
         )
-        .hint("Arrays and domains of encrypted types can be stored only in local tables.")
+        .hint(hint)
         .raise()
+    };
+    if wraps_encrypted_type(type_oid) {
+        refuse(
+            "",
+            "Arrays and domains of encrypted types can be stored only in local tables.",
+        )
     }
     let (stored, stored_typmod) = crate::deparse::worker_type(type_oid, typmod);
     // Workers have the built-in types and those of extensions installed there too, but not the
@@ -129,15 +135,10 @@ fn shard_column_type(type_oid: pg_sys::Oid, typmod: i32) -> String {
             })
     };
     if let Some(kind) = local_kind {
-        PgShardError::new(
-            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            format!(
-                "a column of type {} cannot be sharded: it is {kind}, which the workers do not have",
-                crate::deparse::type_sql(type_oid, typmod)
-            ),
+        refuse(
+            &format!(": it is {kind}, which the workers do not have"),
+            "Use a built-in type (an enum can be text with a CHECK constraint), or keep the table local.",
         )
-        .hint("Use a built-in type (an enum can be text with a CHECK constraint), or keep the table local.")
-        .raise()
     }
     crate::deparse::type_sql(stored, stored_typmod)
 }
