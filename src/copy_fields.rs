@@ -51,6 +51,9 @@ struct Field {
     input: Option<(Box<pg_sys::FmgrInfo>, pg_sys::Oid, i32)>,
     /// For encrypted columns: the output function of the envelope's wire type.
     wire_output: Option<Box<pg_sys::FmgrInfo>>,
+    /// A domain (or an array of one): its input function must see NULLs too, to refuse them
+    /// when the domain is NOT NULL.
+    domain: bool,
 }
 
 /// A row read: the shards it goes to and its first line in the input.
@@ -110,6 +113,7 @@ impl<'t> RawFields<'t> {
                     not_null: (*attr).attnotnull,
                     input,
                     wire_output,
+                    domain,
                 }
             })
             .collect();
@@ -181,6 +185,11 @@ impl<'t> RawFields<'t> {
             if text.is_null() {
                 refused |= field.not_null || self.key_field == Some(index);
                 self.values[index] = None;
+                if let (true, Some((input, io_param, typmod))) =
+                    (field.domain, field.input.as_mut())
+                {
+                    pg_sys::InputFunctionCall(&mut **input, text, *io_param, *typmod);
+                }
                 continue;
             }
             let bytes = CStr::from_ptr(text).to_bytes();

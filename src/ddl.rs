@@ -667,11 +667,19 @@ fn column_fills(table: &TableInfo, steps: &[Change]) -> HashMap<i16, String> {
         )
         .unwrap_or_else(|e| spi_failed("could not read the new column", e));
         let (missing, expression, identity) = default;
-        let encrypted = crate::encryption::kind_of_type(
-            // SAFETY: a catalog lookup of a column that exists.
-            unsafe { pg_sys::get_atttype(table.oid, column.attnum) },
-        )
-        .is_some();
+        // SAFETY: a catalog lookup of a column that exists.
+        let type_oid = unsafe { pg_sys::get_atttype(table.oid, column.attnum) };
+        let encrypted = crate::encryption::kind_of_type(type_oid).is_some();
+        if expression.is_none() && crate::deparse::is_domain(type_oid) && table_has_rows(table) {
+            // The rows on the shards get NULL: the domain must take it (NOT NULL, a CHECK), as
+            // PostgreSQL checks when it adds such a column to a table that has rows.
+            // SAFETY: the domain's input function, given NULL as PostgreSQL itself does.
+            unsafe {
+                let (mut input, mut io_param) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
+                pg_sys::getTypeInputInfo(type_oid, &mut input, &mut io_param);
+                pg_sys::OidInputFunctionCall(input, std::ptr::null_mut(), io_param, -1);
+            }
+        }
         let per_row = identity == Some(true)
             || (expression.is_some() && (missing != Some(true) || encrypted));
         if per_row {
@@ -685,6 +693,8 @@ fn column_fills(table: &TableInfo, steps: &[Change]) -> HashMap<i16, String> {
                             "an identity"
                         } else if encrypted {
                             "an encrypted default"
+                        } else if crate::deparse::is_domain(type_oid) {
+                            "a default of a domain type"
                         } else {
                             "a volatile default"
                         }

@@ -684,16 +684,33 @@ pub unsafe fn coordinator_evaluable(node: *mut pg_sys::Node) -> bool {
             || encryption::kind_of_type(pg_sys::exprType(node)).is_some())
 }
 
-/// Whether `node` holds a CaseTestExpr: the placeholder for the subject of a simple CASE (or
-/// of an array or domain coercion), which has no value outside its construct.
+/// Whether `node` holds a CaseTestExpr outside the construct it stands for: the placeholder
+/// for the subject of a simple CASE being deparsed, which has no value on its own. A whole
+/// simple CASE, or an array coercion (whose per-element expression uses the placeholder too),
+/// is complete and can be computed.
 unsafe fn contains_case_placeholder(node: *mut pg_sys::Node) -> bool {
     #[pg_guard]
     unsafe extern "C-unwind" fn walk(node: *mut pg_sys::Node, context: *mut c_void) -> bool {
         if node.is_null() {
             return false;
         }
-        (*node).type_ == pg_sys::NodeTag::T_CaseTestExpr
-            || pg_sys::expression_tree_walker(node, Some(walk), context)
+        match (*node).type_ {
+            pg_sys::NodeTag::T_CaseTestExpr => true,
+            pg_sys::NodeTag::T_CaseExpr if !(*(node as *mut pg_sys::CaseExpr)).arg.is_null() => {
+                // The WHEN conditions compare this CASE's own subject; look everywhere else.
+                let case = node as *mut pg_sys::CaseExpr;
+                walk((*case).arg.cast(), context)
+                    || list_nodes((*case).args)
+                        .into_iter()
+                        .any(|when| walk((*(when as *mut pg_sys::CaseWhen)).result.cast(), context))
+                    || walk((*case).defresult.cast(), context)
+            }
+            pg_sys::NodeTag::T_ArrayCoerceExpr => walk(
+                (*(node as *mut pg_sys::ArrayCoerceExpr)).arg.cast(),
+                context,
+            ),
+            _ => pg_sys::expression_tree_walker(node, Some(walk), context),
+        }
     }
     walk(node, std::ptr::null_mut())
 }
@@ -831,7 +848,7 @@ pub fn holds_domain(type_oid: pg_sys::Oid) -> bool {
     }
 }
 
-fn is_domain(type_oid: pg_sys::Oid) -> bool {
+pub fn is_domain(type_oid: pg_sys::Oid) -> bool {
     // SAFETY: a catalog lookup by oid.
     unsafe { pg_sys::get_typtype(type_oid) == pg_sys::TYPTYPE_DOMAIN as c_char }
 }

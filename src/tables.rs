@@ -315,22 +315,40 @@ pub fn drop_shards_of(oid: pg_sys::Oid) {
     });
 }
 
-/// The role owning relation `oid`.
-pub fn owner_of(oid: pg_sys::Oid) -> pg_sys::Oid {
-    // SAFETY: a syscache lookup of a relation the caller knows exists, released before return.
-    unsafe {
-        let tuple = pg_sys::SearchSysCache1(
-            pg_sys::SysCacheIdentifier::RELOID as i32,
-            pg_sys::Datum::from(oid),
-        );
-        if tuple.is_null() {
-            return pg_sys::InvalidOid;
-        }
-        let class = pg_sys::GETSTRUCT(tuple) as *mut pg_sys::FormData_pg_class;
-        let owner = (*class).relowner;
-        pg_sys::ReleaseSysCache(tuple);
-        owner
-    }
+/// A distributed table with a column of type `type_oid` or an array of it, by name.
+pub fn sharded_table_using_type(type_oid: pg_sys::Oid) -> Option<String> {
+    let _superuser = AsSuperuser::enter();
+    Spi::get_one_with_args::<String>(
+        "SELECT a.attrelid::regclass::text FROM pgshard.sharded_table t \
+         JOIN pg_attribute a ON a.attrelid = t.table_oid AND a.attnum > 0 AND NOT a.attisdropped \
+         JOIN pg_type ty ON ty.oid = a.atttypid \
+         WHERE a.atttypid = $1 OR (ty.typcategory = 'A' AND ty.typelem = $1) \
+         ORDER BY 1 LIMIT 1",
+        &[type_oid.into()],
+    )
+    .unwrap_or_else(|e| spi_failed("could not read the distributed tables", e))
+}
+
+/// The distributed tables that DROP OWNED BY `roles` drops: those they own, and with CASCADE
+/// those in the schemas they own.
+pub fn dropped_with_owned(roles: &[pg_sys::Oid], cascade: bool) -> Vec<pg_sys::Oid> {
+    let roles: Vec<i64> = roles.iter().map(|r| i64::from(r.to_u32())).collect();
+    let _superuser = AsSuperuser::enter();
+    Spi::connect(|client| {
+        client
+            .select(
+                "SELECT t.table_oid FROM pgshard.sharded_table t \
+                 JOIN pg_class c ON c.oid = t.table_oid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relowner::int8 = ANY ($1) OR ($2 AND n.nspowner::int8 = ANY ($1))",
+                None,
+                &[roles.into(), cascade.into()],
+            )?
+            .into_iter()
+            .map(|row| row.get::<pg_sys::Oid>(1).map(|oid| oid.unwrap_or_default()))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .unwrap_or_else(|e| spi_failed("could not read the distributed tables", e))
 }
 
 /// The shard a key value belongs to in a sharded table, and the worker that holds it.
@@ -815,13 +833,18 @@ impl TableInfo {
             })
             .unwrap_or_else(|e| spi_failed("could not read the table definition", e))
         };
+        // A shard column of a domain (or an array of one) has the base type, whose collation is
+        // the default (100): the domain's own collation must then be written out.
         let columns = rows(
             "SELECT a.attnum, quote_ident(a.attname), \
                pgshard.shard_column_type(a.atttypid, a.atttypmod) \
-               || CASE WHEN a.attcollation <> t.typcollation AND a.attcollation <> 0 \
+               || CASE WHEN a.attcollation <> 0 AND a.attcollation <> \
+                    (CASE WHEN t.typtype = 'd' OR (t.typcategory = 'A' AND e.typtype = 'd') \
+                     THEN 100 ELSE t.typcollation END) \
                   THEN ' COLLATE ' || quote_ident(n.nspname) || '.' || quote_ident(c.collname) ELSE '' END, \
                a.attnotnull \
              FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+             LEFT JOIN pg_type e ON e.oid = t.typelem \
              LEFT JOIN pg_collation c ON c.oid = a.attcollation \
              LEFT JOIN pg_namespace n ON n.oid = c.collnamespace \
              WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",

@@ -51,6 +51,7 @@ unsafe extern "C-unwind" fn pgshard_utility(
             read_only_tree = false;
         }
     }
+    refuse_domain_changes((*pstmt).utilityStmt);
     distribute_truncate_and_drop((*pstmt).utilityStmt);
     let schema_change = crate::ddl::prepare((*pstmt).utilityStmt, query_string);
     // Two calls rather than one function pointer: pgrx exposes standard_ProcessUtility as a
@@ -169,9 +170,10 @@ unsafe fn drop_shards_in_schemas(drop: *mut pg_sys::DropStmt) {
     }
 }
 
-/// DROP OWNED BY drops the tables the roles own, sharded and reference ones included: their
-/// shards are dropped first, as DROP TABLE does. Only when the current role may act for every
-/// role named (PostgreSQL refuses otherwise, before a shard would be touched).
+/// DROP OWNED BY drops the tables the roles own, sharded and reference ones included, and with
+/// CASCADE the tables in the schemas they own: their shards are dropped first, as DROP TABLE
+/// does. Only when the current role may act for every role named (PostgreSQL refuses
+/// otherwise, before a shard would be touched).
 unsafe fn drop_shards_owned(drop: *mut pg_sys::DropOwnedStmt) {
     let mut roles = Vec::new();
     for role in crate::deparse::list_pointers((*drop).roles) {
@@ -181,9 +183,64 @@ unsafe fn drop_shards_owned(drop: *mut pg_sys::DropOwnedStmt) {
         }
         roles.push(role);
     }
-    for oid in metadata::sharded_table_oids() {
-        if roles.contains(&crate::tables::owner_of(oid)) {
-            crate::tables::drop_shards_of(oid);
+    let cascade = (*drop).behavior == pg_sys::DropBehavior::DROP_CASCADE;
+    for oid in crate::tables::dropped_with_owned(&roles, cascade) {
+        crate::tables::drop_shards_of(oid);
+    }
+}
+
+/// Shards store a domain column as the domain's base type (the coordinator checks values on
+/// the way in). ALTER DOMAIN … ADD CONSTRAINT, SET NOT NULL or VALIDATE CONSTRAINT would check
+/// the rows of the tables using the domain, and a sharded table's rows are on the workers; DROP
+/// DOMAIN … CASCADE would drop its columns on the coordinator only. Both are refused while a
+/// sharded or reference table has a column of the domain (or an array of it).
+unsafe fn refuse_domain_changes(statement: *mut pg_sys::Node) {
+    if statement.is_null() {
+        return;
+    }
+    let (domains, doing) = match (*statement).type_ {
+        pg_sys::NodeTag::T_AlterDomainStmt => {
+            let alter = statement as *mut pg_sys::AlterDomainStmt;
+            if !matches!((*alter).subtype as u8, b'C' | b'O' | b'V') {
+                return;
+            }
+            let name = pg_sys::makeTypeNameFromNameList((*alter).typeName);
+            (
+                vec![pg_sys::LookupTypeNameOid(std::ptr::null_mut(), name, true)],
+                "change",
+            )
+        }
+        pg_sys::NodeTag::T_DropStmt => {
+            let drop = statement as *mut pg_sys::DropStmt;
+            if (*drop).removeType != pg_sys::ObjectType::OBJECT_DOMAIN
+                || (*drop).behavior != pg_sys::DropBehavior::DROP_CASCADE
+            {
+                return;
+            }
+            let domains = crate::deparse::list_pointers((*drop).objects)
+                .into_iter()
+                .map(|name| pg_sys::LookupTypeNameOid(std::ptr::null_mut(), name.cast(), true))
+                .collect();
+            (domains, "drop")
+        }
+        _ => return,
+    };
+    for domain in domains.into_iter().filter(|&d| d != pg_sys::InvalidOid) {
+        if let Some(table) = crate::tables::sharded_table_using_type(domain) {
+            crate::error::PgShardError::new(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!(
+                    "cannot {doing} domain {}: sharded table {table} has a column of it",
+                    crate::deparse::type_sql(domain, -1)
+                ),
+            )
+            .hint(
+                "Shards store the domain's base type and the coordinator checks values on the way \
+                 in, so the rows already on the workers cannot be checked against a new \
+                 constraint. Add it as a CHECK constraint of the table instead, or change the \
+                 column's type first.",
+            )
+            .raise()
         }
     }
 }

@@ -251,5 +251,15 @@ DROP OWNED BY regress_leaver;
 :schema_shards;
 SELECT table_oid FROM pgshard.sharded_table WHERE table_oid::text LIKE 'kept.%';
 DROP SCHEMA kept CASCADE;
+-- With CASCADE, DROP OWNED BY also drops the schemas the role owns, with the tables in them
+-- whoever owns those.
+CREATE SCHEMA gone AUTHORIZATION regress_leaver;
+CREATE TABLE gone.theirs (id int PRIMARY KEY);
+SELECT pgshard.shard_table('gone.theirs', 'id', shard_count => 2);
+:schema_shards;
+DROP OWNED BY regress_leaver CASCADE;
+:schema_shards;
+SELECT count(*) AS metadata_of_dropped_tables FROM pgshard.sharded_table s
+WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = s.table_oid);
 DROP ROLE regress_leaver;
 :schema_shards;

@@ -157,6 +157,14 @@ INSERT INTO acct (id, owner, balance) VALUES (104, 'again', 2);
 ROLLBACK;
 INSERT INTO acct (id, owner, balance) VALUES (105, 'after', 4);
 SELECT id, owner, balance FROM acct WHERE id IN (104, 105) ORDER BY id;
+-- A parameter of another array type than the column's (an array coercion, computed on the
+-- coordinator as a whole): the shards are pruned and the value is written.
+ALTER TABLE acct ADD COLUMN tags bigint[];
+PREPARE set_tags(int, int[]) AS UPDATE acct SET tags = $2 WHERE id = $1;
+EXECUTE set_tags(4, ARRAY[1, 2]);
+PREPARE by_ids(int[]) AS SELECT id, tags FROM acct WHERE id = ANY ($1::bigint[]) ORDER BY id;
+EXPLAIN (COSTS OFF) EXECUTE by_ids(ARRAY[4, 5]);
+EXECUTE by_ids(ARRAY[4, 5]);
 RESET plan_cache_mode;
 DEALLOCATE ALL;
 DROP TABLE acct, acct_local;

@@ -139,6 +139,35 @@ UPDATE tagged SET extra = 9 WHERE id = 22;
 UPDATE tagged SET extra = 0 WHERE id = 22;
 SELECT * FROM tagged WHERE c = 'C' OR p > 5 OR extra IS NOT NULL ORDER BY id;
 SELECT count(*), sum(p) FROM tagged;
+-- A NOT NULL domain refuses NULL on COPY's raw-field path too, and as a new column of a table
+-- whose rows are on the shards. PostgreSQL computes a domain column's default row by row, so
+-- with rows on the shards it is refused like other such defaults.
+CREATE DOMAIN required AS int NOT NULL;
+CREATE TABLE needs (id int PRIMARY KEY, r required);
+SELECT pgshard.shard_table('needs', 'id', shard_count => 2);
+COPY needs FROM STDIN;
+1	\N
+\.
+SELECT count(*) FROM needs;
+ALTER TABLE tagged ADD COLUMN must required;
+ALTER TABLE tagged ADD COLUMN must required DEFAULT 4;
+-- The rows on the shards cannot be checked against a new domain constraint: refused while a
+-- sharded table uses the domain, as is DROP DOMAIN … CASCADE (it would drop their columns on
+-- the coordinator only). Dropping a constraint is fine.
+ALTER DOMAIN posint ADD CONSTRAINT small CHECK (VALUE < 1000);
+ALTER DOMAIN code SET NOT NULL;
+ALTER DOMAIN posint DROP CONSTRAINT posint_check;
+DROP DOMAIN code CASCADE;
+-- A domain's collation is the shard column's.
+CREATE DOMAIN c_text AS text COLLATE "C";
+CREATE TABLE sorted (id int PRIMARY KEY, s c_text);
+SELECT pgshard.shard_table('sorted', 'id', shard_count => 2);
+SELECT w.worker, w.result FROM pgshard.run_command_on_workers($$SELECT string_agg(a.attname || ' ' || coalesce(c.collname, '-'), ', ' ORDER BY attnum) FROM pg_attribute a LEFT JOIN pg_collation c ON c.oid = a.attcollation WHERE attrelid = (SELECT oid FROM pg_class WHERE relname ~ '^sorted_' LIMIT 1) AND attnum > 0$$) w ORDER BY 1;
+INSERT INTO sorted VALUES (1, 'a'), (2, 'B'), (3, 'b'), (4, 'A');
+SELECT s FROM sorted ORDER BY s LIMIT 2;
+SELECT min(s), max(s) FROM sorted WHERE s < 'a';
+DROP TABLE needs, sorted;
+DROP DOMAIN required, c_text;
 -- Enums, composite and range types created on the coordinator do not exist on the workers
 -- (built-in ones do).
 CREATE TYPE mood AS ENUM ('sad', 'happy');
