@@ -559,32 +559,55 @@ impl Drop for LatestSnapshot {
     }
 }
 
-/// Runs catalog reads as the bootstrap superuser until dropped. An error raised meanwhile is
-/// safe too: aborting the (sub)transaction restores the user id.
+/// Runs catalog reads as the bootstrap superuser until dropped, with `search_path` set to
+/// `pg_catalog, pg_temp`: the caller's search path must not choose which functions and
+/// operators run with superuser rights (a role could otherwise put its own `generate_series`
+/// or `=` first). An error raised meanwhile is safe too: aborting the (sub)transaction restores
+/// the user id and the setting.
 pub struct AsSuperuser {
     user: pg_sys::Oid,
     context: i32,
+    guc_level: i32,
 }
 
 impl AsSuperuser {
     pub fn enter() -> Self {
         let mut user = pg_sys::InvalidOid;
         let mut context = 0;
-        // SAFETY: saves and switches this backend's current user, as SECURITY DEFINER does.
+        // SAFETY: saves and switches this backend's current user and search path, as a
+        // SECURITY DEFINER function with SET search_path does.
         unsafe {
             pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
             pg_sys::SetUserIdAndSecContext(
                 pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID),
                 context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
             );
+            let guc_level = pg_sys::NewGUCNestLevel();
+            pg_sys::set_config_option(
+                c"search_path".as_ptr(),
+                c"pg_catalog, pg_temp".as_ptr(),
+                pg_sys::GucContext::PGC_SUSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+            AsSuperuser {
+                user,
+                context,
+                guc_level,
+            }
         }
-        AsSuperuser { user, context }
     }
 }
 
 impl Drop for AsSuperuser {
     fn drop(&mut self) {
-        // SAFETY: restores what `enter` saved.
-        unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.context) }
+        // SAFETY: restores what `enter` saved, in reverse order.
+        unsafe {
+            pg_sys::AtEOXact_GUC(true, self.guc_level);
+            pg_sys::SetUserIdAndSecContext(self.user, self.context);
+        }
     }
 }

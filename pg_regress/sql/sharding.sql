@@ -181,3 +181,25 @@ SELECT pgshard.shard_table('points', 'id', shard_count => 2);
 DROP TABLE tagged, moods, pairs, points;
 DROP TYPE mood, pair;
 DROP DOMAIN posint, code;
+
+-- What pgshard reads and writes as superuser on behalf of a role ignores the role's search
+-- path: a function of the role's placed first is not what runs (it would run as superuser).
+CREATE ROLE regress_mallory;
+CREATE SCHEMA mallory_tools AUTHORIZATION regress_mallory;
+GRANT CREATE, USAGE ON SCHEMA public TO regress_mallory;
+SET ROLE regress_mallory;
+CREATE FUNCTION mallory_tools.generate_series(int, int) RETURNS SETOF int LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE NOTICE 'mallory''s generate_series runs as %', current_user;
+    RETURN QUERY SELECT * FROM pg_catalog.generate_series($1, $2);
+END $$;
+CREATE TABLE public.mallory_rows (id int PRIMARY KEY);
+SET search_path = mallory_tools, pg_catalog, public;
+SELECT pgshard.shard_table('public.mallory_rows', 'id', shard_count => 2);
+RESET search_path;
+SELECT table_name, shard_count FROM pgshard.tables WHERE table_name::text = 'mallory_rows';
+DROP TABLE public.mallory_rows;
+RESET ROLE;
+DROP SCHEMA mallory_tools CASCADE;
+REVOKE CREATE, USAGE ON SCHEMA public FROM regress_mallory;
+DROP ROLE regress_mallory;
