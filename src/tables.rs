@@ -315,18 +315,55 @@ pub fn drop_shards_of(oid: pg_sys::Oid) {
     });
 }
 
-/// A distributed table with a column of type `type_oid` or an array of it, by name.
+/// Every (table, type) such that a distributed table has a column built from the type: of the
+/// type itself, an array of it, or a domain over it (at any depth).
+const DISTRIBUTED_COLUMN_TYPES: &str = "WITH RECURSIVE parts(relid, type_oid) AS ( \
+       SELECT a.attrelid, a.atttypid FROM pgshard.sharded_table t \
+       JOIN pg_attribute a ON a.attrelid = t.table_oid AND a.attnum > 0 AND NOT a.attisdropped \
+     UNION \
+       SELECT p.relid, x.part FROM parts p JOIN pg_type ty ON ty.oid = p.type_oid, \
+       LATERAL (VALUES (CASE WHEN ty.typtype = 'd' THEN ty.typbasetype END), \
+                       (CASE WHEN ty.typcategory = 'A' THEN ty.typelem END)) x(part) \
+       WHERE x.part IS NOT NULL AND x.part <> 0) \
+     SELECT p.relid::regclass::text AS table_name, p.type_oid::regtype::text AS type_name \
+     FROM parts p JOIN pg_class c ON c.oid = p.relid JOIN pg_type ty ON ty.oid = p.type_oid";
+
+/// A distributed table with a column built from type `type_oid` (the type, an array of it, a
+/// domain over it), by name.
 pub fn sharded_table_using_type(type_oid: pg_sys::Oid) -> Option<String> {
-    let _superuser = AsSuperuser::enter();
-    Spi::get_one_with_args::<String>(
-        "SELECT a.attrelid::regclass::text FROM pgshard.sharded_table t \
-         JOIN pg_attribute a ON a.attrelid = t.table_oid AND a.attnum > 0 AND NOT a.attisdropped \
-         JOIN pg_type ty ON ty.oid = a.atttypid \
-         WHERE a.atttypid = $1 OR (ty.typcategory = 'A' AND ty.typelem = $1) \
-         ORDER BY 1 LIMIT 1",
-        &[type_oid.into()],
+    first_distributed_column_type("p.type_oid = $1::oid", i64::from(type_oid.to_u32()))
+        .map(|(table, _)| table)
+}
+
+/// A distributed table outside `schemas` with a column built from a type in one of them, and
+/// that type, by name: dropping those schemas would drop the column on the coordinator only.
+pub fn sharded_table_using_types_in(schemas: &[pg_sys::Oid]) -> Option<(String, String)> {
+    let schemas: Vec<i64> = schemas.iter().map(|s| i64::from(s.to_u32())).collect();
+    first_distributed_column_type(
+        "ty.typnamespace::int8 = ANY ($1) AND c.relnamespace::int8 <> ALL ($1)",
+        schemas,
     )
-    .unwrap_or_else(|e| spi_failed("could not read the distributed tables", e))
+}
+
+/// The first (table, type) of [`DISTRIBUTED_COLUMN_TYPES`] meeting `condition` on `$1`.
+fn first_distributed_column_type<'a>(
+    condition: &str,
+    argument: impl Into<pgrx::datum::DatumWithOid<'a>>,
+) -> Option<(String, String)> {
+    let _superuser = AsSuperuser::enter();
+    Spi::connect(|client| {
+        let rows = client.select(
+            &format!("{DISTRIBUTED_COLUMN_TYPES} WHERE {condition} ORDER BY 1, 2 LIMIT 1"),
+            None,
+            &[argument.into()],
+        )?;
+        rows.into_iter()
+            .next()
+            .map(|row| Ok((row.get::<String>(1)?, row.get::<String>(2)?)))
+            .transpose()
+    })
+    .unwrap_or_else(|e: pgrx::spi::SpiError| spi_failed("could not read the distributed tables", e))
+    .and_then(|(table, type_name)| table.zip(type_name))
 }
 
 /// The distributed tables that DROP OWNED BY `roles` drops: those they own, and with CASCADE

@@ -207,13 +207,23 @@ unsafe fn refuse_domain_changes(statement: *mut pg_sys::Node) {
             let name = pg_sys::makeTypeNameFromNameList((*alter).typeName);
             (
                 vec![pg_sys::LookupTypeNameOid(std::ptr::null_mut(), name, true)],
-                "change",
+                "change domain",
             )
+        }
+        pg_sys::NodeTag::T_DropStmt
+            if (*(statement as *mut pg_sys::DropStmt)).removeType
+                == pg_sys::ObjectType::OBJECT_SCHEMA =>
+        {
+            refuse_dropping_schemas_of_types(statement as *mut pg_sys::DropStmt);
+            return;
         }
         pg_sys::NodeTag::T_DropStmt => {
             let drop = statement as *mut pg_sys::DropStmt;
-            if (*drop).removeType != pg_sys::ObjectType::OBJECT_DOMAIN
-                || (*drop).behavior != pg_sys::DropBehavior::DROP_CASCADE
+            // DROP TYPE drops domains too.
+            if !matches!(
+                (*drop).removeType,
+                pg_sys::ObjectType::OBJECT_DOMAIN | pg_sys::ObjectType::OBJECT_TYPE
+            ) || (*drop).behavior != pg_sys::DropBehavior::DROP_CASCADE
             {
                 return;
             }
@@ -221,26 +231,63 @@ unsafe fn refuse_domain_changes(statement: *mut pg_sys::Node) {
                 .into_iter()
                 .map(|name| pg_sys::LookupTypeNameOid(std::ptr::null_mut(), name.cast(), true))
                 .collect();
-            (domains, "drop")
+            let doing = if (*drop).removeType == pg_sys::ObjectType::OBJECT_DOMAIN {
+                "drop domain"
+            } else {
+                "drop type"
+            };
+            (domains, doing)
         }
         _ => return,
     };
-    for domain in domains.into_iter().filter(|&d| d != pg_sys::InvalidOid) {
+    // Only for the type's owner: anyone else gets PostgreSQL's own refusal.
+    let owned = domains
+        .into_iter()
+        .filter(|&d| d != pg_sys::InvalidOid && pg_sys::pg_type_ownercheck(d, pg_sys::GetUserId()));
+    for domain in owned {
         if let Some(table) = crate::tables::sharded_table_using_type(domain) {
-            crate::error::PgShardError::new(
-                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-                format!(
-                    "cannot {doing} domain {}: sharded table {table} has a column of it",
-                    crate::deparse::type_sql(domain, -1)
-                ),
+            refuse_type_change(
+                &format!("{doing} {}", crate::deparse::type_sql(domain, -1)),
+                &table,
             )
-            .hint(
-                "Shards store the domain's base type and the coordinator checks values on the way \
-                 in, so the rows already on the workers cannot be checked against a new \
-                 constraint. Add it as a CHECK constraint of the table instead, or change the \
-                 column's type first.",
-            )
-            .raise()
         }
     }
+}
+
+/// DROP SCHEMA … CASCADE of a schema holding a type (a domain) that a distributed table in
+/// another schema uses: the column would go on the coordinator only.
+unsafe fn refuse_dropping_schemas_of_types(drop: *mut pg_sys::DropStmt) {
+    if (*drop).behavior != pg_sys::DropBehavior::DROP_CASCADE {
+        return;
+    }
+    let schemas: Vec<pg_sys::Oid> = crate::deparse::list_pointers((*drop).objects)
+        .into_iter()
+        .map(|name| pg_sys::get_namespace_oid((*(name as *mut pg_sys::String)).sval, true))
+        .filter(|&schema| schema != pg_sys::InvalidOid)
+        .collect();
+    // Only for the schemas' owner: anyone else gets PostgreSQL's own refusal.
+    if schemas.is_empty()
+        || !schemas
+            .iter()
+            .all(|&schema| pg_sys::pg_namespace_ownercheck(schema, pg_sys::GetUserId()))
+    {
+        return;
+    }
+    if let Some((table, type_name)) = crate::tables::sharded_table_using_types_in(&schemas) {
+        refuse_type_change(&format!("drop type {type_name} with its schema"), &table)
+    }
+}
+
+fn refuse_type_change(what: &str, table: &str) -> ! {
+    crate::error::PgShardError::new(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        format!("cannot {what}: sharded table {table} has a column of it"),
+    )
+    .hint(
+        "Shards store a domain's base type and the coordinator checks values on the way in, so \
+         the rows already on the workers cannot be checked against a new constraint, and a \
+         dropped type's columns would stay on them. Add a CHECK constraint to the table instead, \
+         or change or drop the column first.",
+    )
+    .raise()
 }

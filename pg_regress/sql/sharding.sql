@@ -158,6 +158,18 @@ ALTER DOMAIN posint ADD CONSTRAINT small CHECK (VALUE < 1000);
 ALTER DOMAIN code SET NOT NULL;
 ALTER DOMAIN posint DROP CONSTRAINT posint_check;
 DROP DOMAIN code CASCADE;
+DROP TYPE code CASCADE;
+-- Also through a domain over the domain, and a schema dropped with a domain another schema's
+-- sharded table uses.
+CREATE SCHEMA dom_lib;
+CREATE DOMAIN dom_lib.pct AS int CHECK (VALUE BETWEEN 0 AND 100);
+CREATE DOMAIN half_pct AS dom_lib.pct CHECK (VALUE <= 50);
+CREATE TABLE scored (id int PRIMARY KEY, score half_pct);
+SELECT pgshard.shard_table('scored', 'id', shard_count => 2);
+ALTER DOMAIN dom_lib.pct SET NOT NULL;
+DROP SCHEMA dom_lib CASCADE;
+DROP TABLE scored;
+DROP SCHEMA dom_lib CASCADE;
 -- A domain's collation is the shard column's.
 CREATE DOMAIN c_text AS text COLLATE "C";
 CREATE TABLE sorted (id int PRIMARY KEY, s c_text);
@@ -167,7 +179,7 @@ INSERT INTO sorted VALUES (1, 'a'), (2, 'B'), (3, 'b'), (4, 'A');
 SELECT s FROM sorted ORDER BY s LIMIT 2;
 SELECT min(s), max(s) FROM sorted WHERE s < 'a';
 DROP TABLE needs, sorted;
-DROP DOMAIN required, c_text;
+DROP DOMAIN required, c_text CASCADE;
 -- Enums, composite and range types created on the coordinator do not exist on the workers
 -- (built-in ones do).
 CREATE TYPE mood AS ENUM ('sad', 'happy');
