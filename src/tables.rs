@@ -503,6 +503,11 @@ fn lock_for_distribution(rel: PgRelation) -> TableInfo {
     require_utf8_database();
     let oid = rel.oid();
     drop(rel);
+    // Owner first: any role could otherwise queue an exclusive lock on any table (pg_class).
+    // SAFETY: an ownership check of the current user.
+    if unsafe { !pg_sys::pg_class_ownercheck(oid, pg_sys::GetUserId()) } {
+        describe(oid).check_owner();
+    }
     // SAFETY: takes the strongest lock: the table changes meaning for every session.
     unsafe { pg_sys::LockRelationOid(oid, pg_sys::AccessExclusiveLock as i32) };
     describe(oid)

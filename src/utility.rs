@@ -175,6 +175,10 @@ unsafe fn drop_shards_in_schemas(drop: *mut pg_sys::DropStmt) {
 /// does. Only when the current role may act for every role named (PostgreSQL refuses
 /// otherwise, before a shard would be touched).
 unsafe fn drop_shards_owned(drop: *mut pg_sys::DropOwnedStmt) {
+    // Not in a database without the extension, or without distributed tables.
+    if !metadata::any_sharded() {
+        return;
+    }
     let mut roles = Vec::new();
     for role in crate::deparse::list_pointers((*drop).roles) {
         let role = pg_sys::get_rolespec_oid(role.cast(), false);
@@ -195,7 +199,8 @@ unsafe fn drop_shards_owned(drop: *mut pg_sys::DropOwnedStmt) {
 /// DOMAIN … CASCADE would drop its columns on the coordinator only. Both are refused while a
 /// sharded or reference table has a column of the domain (or an array of it).
 unsafe fn refuse_domain_changes(statement: *mut pg_sys::Node) {
-    if statement.is_null() {
+    // Not in a database without the extension, or without distributed tables.
+    if statement.is_null() || !metadata::any_sharded() {
         return;
     }
     let (domains, doing) = match (*statement).type_ {

@@ -83,3 +83,23 @@ SELECT pgshard.shard_table('latin_items', 'id');
 SELECT pgshard.reference_table('latin_items');
 \c pgshard - 127.0.0.1 :coordinator_port
 DROP DATABASE regress_latin1 WITH (FORCE);
+-- In a database without the extension, the statements pgshard watches run as usual.
+CREATE DATABASE regress_plain;
+CREATE ROLE regress_plain_owner;
+\c regress_plain - 127.0.0.1 :coordinator_port
+CREATE SCHEMA plain_s;
+CREATE DOMAIN plain_s.d AS int;
+CREATE TABLE plain_s.t (x plain_s.d);
+ALTER DOMAIN plain_s.d ADD CONSTRAINT positive CHECK (VALUE > 0);
+DROP TYPE plain_s.d CASCADE;
+DROP SCHEMA plain_s CASCADE;
+DROP OWNED BY regress_plain_owner CASCADE;
+\c pgshard - 127.0.0.1 :coordinator_port
+DROP DATABASE regress_plain WITH (FORCE);
+DROP ROLE regress_plain_owner;
+-- Only a table's owner can shard it: anyone else is refused before any lock is taken.
+CREATE ROLE regress_not_owner;
+SET ROLE regress_not_owner;
+SELECT pgshard.shard_table('pg_class', 'oid');
+RESET ROLE;
+DROP ROLE regress_not_owner;
