@@ -249,6 +249,8 @@ SELECT * FROM pgshard.key_usage;
 SELECT key_id, state FROM pgshard.data_keys ORDER BY key_id;
 SELECT pgshard.rotate_key();
 SET pgshard.key_file = '/tmp/x';
+-- Nor mark another role's table as re-encrypted.
+SELECT pgshard.reencrypt_finish('enc_local');
 -- They can read what they are granted: decryption needs no privilege on the keys.
 SELECT left(t, 5) FROM enc_local WHERE id = 1;
 RESET ROLE;

@@ -227,6 +227,7 @@ fn reencrypt_batch(rel: PgRelation, batch_size: i32) -> i64 {
 #[pg_extern(volatile)]
 fn reencrypt_finish(rel: PgRelation) {
     let rel = rel.oid();
+    check_owner(rel);
     let _superuser = AsSuperuser::enter();
     Spi::run_with_args(
         "UPDATE pgshard.reencrypt_progress SET state = 'done', rows_to_go = 0, updated_at = now() \
