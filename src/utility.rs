@@ -147,21 +147,27 @@ unsafe fn distribute_truncate_and_drop(statement: *mut pg_sys::Node) {
 /// DROP SCHEMA … CASCADE drops the sharded and reference tables in the schemas: their shards
 /// are dropped first, in the statement's remote transactions, as DROP TABLE does. Only for the
 /// schemas' owner (PostgreSQL refuses anyone else, before a shard would be touched); without
-/// CASCADE, PostgreSQL refuses a schema that holds tables.
+/// CASCADE, PostgreSQL refuses a schema that holds tables. Refused when a domain in the schemas
+/// is used by a distributed table outside them (see [`refuse_domain_changes`]).
 unsafe fn drop_shards_in_schemas(drop: *mut pg_sys::DropStmt) {
-    if (*drop).behavior != pg_sys::DropBehavior::DROP_CASCADE {
+    if (*drop).behavior != pg_sys::DropBehavior::DROP_CASCADE || !metadata::any_sharded() {
         return;
     }
-    let mut schemas = Vec::new();
-    for name in crate::deparse::list_pointers((*drop).objects) {
-        let schema = pg_sys::get_namespace_oid((*(name as *mut pg_sys::String)).sval, true);
-        if schema == pg_sys::InvalidOid {
-            continue;
-        }
-        if !pg_sys::pg_namespace_ownercheck(schema, pg_sys::GetUserId()) {
-            return;
-        }
-        schemas.push(schema);
+    let schemas: Vec<pg_sys::Oid> = crate::deparse::list_pointers((*drop).objects)
+        .into_iter()
+        .map(|name| pg_sys::get_namespace_oid((*(name as *mut pg_sys::String)).sval, true))
+        .filter(|&schema| schema != pg_sys::InvalidOid)
+        .collect();
+    if !schemas
+        .iter()
+        .all(|&schema| pg_sys::pg_namespace_ownercheck(schema, pg_sys::GetUserId()))
+    {
+        return;
+    }
+    // A type (a domain) in the schemas that a distributed table elsewhere uses: its column
+    // would go on the coordinator only.
+    if let Some((table, type_name)) = crate::tables::sharded_table_using_types_in(&schemas) {
+        refuse_type_change(&format!("drop type {type_name} with its schema"), &table)
     }
     for oid in metadata::sharded_table_oids() {
         if schemas.contains(&pg_sys::get_rel_namespace(oid)) {
@@ -215,13 +221,6 @@ unsafe fn refuse_domain_changes(statement: *mut pg_sys::Node) {
                 "change domain",
             )
         }
-        pg_sys::NodeTag::T_DropStmt
-            if (*(statement as *mut pg_sys::DropStmt)).removeType
-                == pg_sys::ObjectType::OBJECT_SCHEMA =>
-        {
-            refuse_dropping_schemas_of_types(statement as *mut pg_sys::DropStmt);
-            return;
-        }
         pg_sys::NodeTag::T_DropStmt => {
             let drop = statement as *mut pg_sys::DropStmt;
             // DROP TYPE drops domains too.
@@ -256,30 +255,6 @@ unsafe fn refuse_domain_changes(statement: *mut pg_sys::Node) {
                 &table,
             )
         }
-    }
-}
-
-/// DROP SCHEMA … CASCADE of a schema holding a type (a domain) that a distributed table in
-/// another schema uses: the column would go on the coordinator only.
-unsafe fn refuse_dropping_schemas_of_types(drop: *mut pg_sys::DropStmt) {
-    if (*drop).behavior != pg_sys::DropBehavior::DROP_CASCADE {
-        return;
-    }
-    let schemas: Vec<pg_sys::Oid> = crate::deparse::list_pointers((*drop).objects)
-        .into_iter()
-        .map(|name| pg_sys::get_namespace_oid((*(name as *mut pg_sys::String)).sval, true))
-        .filter(|&schema| schema != pg_sys::InvalidOid)
-        .collect();
-    // Only for the schemas' owner: anyone else gets PostgreSQL's own refusal.
-    if schemas.is_empty()
-        || !schemas
-            .iter()
-            .all(|&schema| pg_sys::pg_namespace_ownercheck(schema, pg_sys::GetUserId()))
-    {
-        return;
-    }
-    if let Some((table, type_name)) = crate::tables::sharded_table_using_types_in(&schemas) {
-        refuse_type_change(&format!("drop type {type_name} with its schema"), &table)
     }
 }
 
