@@ -35,6 +35,16 @@ impl PgShardError {
 
     /// Raises the error: the current statement and transaction are aborted.
     pub fn raise(self) -> ! {
+        self.into_report().report(PgLogLevel::ERROR);
+        unreachable!("ERROR does not return")
+    }
+
+    /// Reports it as a WARNING; the statement goes on.
+    pub fn warn(self) {
+        self.into_report().report(PgLogLevel::WARNING);
+    }
+
+    fn into_report(self) -> ErrorReport {
         let mut report = ErrorReport::new(self.code, self.message, "pgshard");
         if let Some(detail) = self.detail {
             report = report.set_detail(detail);
@@ -42,8 +52,7 @@ impl PgShardError {
         if let Some(hint) = self.hint {
             report = report.set_hint(hint);
         }
-        report.report(PgLogLevel::ERROR);
-        unreachable!("ERROR does not return")
+        report
     }
 }
 

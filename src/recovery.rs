@@ -16,7 +16,7 @@ use pgrx::bgworkers::{
     BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags,
 };
 use pgrx::prelude::*;
-use pgshard_core::twophase::{self, Gid, Resolution};
+use pgshard_core::twophase::{self, Gid, Origin, Resolution, WorkerDecision};
 use tokio_postgres::SimpleQueryMessage;
 
 use crate::error::{spi_failed, PgShardError};
@@ -31,6 +31,29 @@ REVOKE EXECUTE ON FUNCTION pgshard.recover_transactions() FROM PUBLIC;
     name = "recovery_grants",
     requires = [recover_transactions]
 );
+
+/// Creates, on a worker being added, the table where the last writer of a multi-worker
+/// transaction records its commit decision (see `xact`). Every role may insert, but only as
+/// itself (`made_by`), and recovery honours a "committed" row only from the role the
+/// coordinator connects as; every role may read. Kept if it exists: several coordinator
+/// databases may share a worker database.
+pub const CREATE_WORKER_DECISION_TABLE: &str = r#"DO $pgshard$
+BEGIN
+  IF to_regclass('pgshard.commit_decision') IS NULL THEN
+    CREATE SCHEMA IF NOT EXISTS pgshard;
+    CREATE TABLE pgshard.commit_decision (
+      gid text PRIMARY KEY,
+      committed boolean NOT NULL,
+      made_by name NOT NULL DEFAULT current_user
+    );
+    ALTER TABLE pgshard.commit_decision ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY read ON pgshard.commit_decision FOR SELECT USING (true);
+    CREATE POLICY decide ON pgshard.commit_decision FOR INSERT WITH CHECK (made_by = current_user);
+    GRANT USAGE ON SCHEMA pgshard TO PUBLIC;
+    GRANT SELECT, INSERT ON pgshard.commit_decision TO PUBLIC;
+  END IF;
+END
+$pgshard$"#;
 
 const INSERT_COMMIT_RECORDS: &str =
     "INSERT INTO pgshard.commit_record (gid, worker_id) SELECT * FROM unnest($1::text[], $2::int[])";
@@ -121,6 +144,16 @@ struct InDoubt {
     resolution: Resolution,
 }
 
+/// What recovery knows of one reachable worker.
+struct Reached {
+    client: remote::PooledClient,
+    /// Rows of its `pgshard.commit_decision` made by this coordinator database, read before
+    /// any worker's prepared transactions were listed.
+    decisions: Vec<String>,
+    /// Its prepared transactions made by this coordinator database.
+    prepared: Vec<Gid>,
+}
+
 pub fn recover() -> Vec<(String, String, String)> {
     // SAFETY: a plain global of the current transaction.
     if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
@@ -135,49 +168,106 @@ pub fn recover() -> Vec<(String, String, String)> {
     }
     let _superuser = AsSuperuser::enter();
     // SAFETY: plain reads of this server's identity.
-    let (system, database) =
-        unsafe { (pg_sys::GetSystemIdentifier(), pg_sys::MyDatabaseId.to_u32()) };
-    // Records read before the workers are asked: a record whose transaction is not prepared on
-    // its worker any more was finished (a transaction prepares before its record exists).
+    let (system, database, started) = unsafe {
+        (
+            pg_sys::GetSystemIdentifier(),
+            pg_sys::MyDatabaseId.to_u32(),
+            pg_sys::PgStartTime,
+        )
+    };
+    // Records and decisions read before the workers are asked: one whose transaction is not
+    // prepared on its worker any more was finished (a transaction prepares before its record or
+    // decision exists).
     let records_before = commit_records();
     let workers = workers::all_workers();
-    let listings = list_prepared(&workers);
+    let reached = reach_workers(&workers, system, database);
 
     let mut in_doubt: Vec<InDoubt> = Vec::new();
-    for (index, listing) in listings.iter().enumerate() {
-        if let Some((_, gids)) = listing {
-            for gid in gids.iter().filter(|g| g.made_by(system, database)) {
-                // A transaction counts as running until it has released its locks: it sends
-                // its own COMMIT PREPARED after it stops being in progress but before that, and
-                // a recovery racing it would find the prepared transaction busy.
+    for (index, reached) in reached.iter().enumerate() {
+        for gid in reached.iter().flat_map(|r| &r.prepared) {
+            // A transaction counts as running until it has released its locks: it sends its
+            // own COMMIT PREPARED after it stops being in progress but before that, and a
+            // recovery racing it would find the prepared transaction busy.
+            let running = match gid.origin {
                 // SAFETY: a lock test that never waits, on a transaction id of this server.
-                let running = unsafe {
-                    !pg_sys::ConditionalXactLockTableWait(pg_sys::TransactionId::from(
-                        gid.xid as u32,
-                    ))
-                };
-                in_doubt.push(InDoubt {
-                    worker: index,
-                    gid: *gid,
-                    resolution: if running {
-                        Resolution::Leave
-                    } else {
-                        Resolution::RollBack
-                    },
-                });
-            }
+                Origin::Coordinator { xid } => unsafe {
+                    !pg_sys::ConditionalXactLockTableWait(pg_sys::TransactionId::from(xid as u32))
+                },
+                Origin::Worker {
+                    started: made_at,
+                    backend,
+                    lxid,
+                    ..
+                } => {
+                    let vxid = pg_sys::VirtualTransactionId {
+                        backendId: backend,
+                        localTransactionId: lxid,
+                    };
+                    // SAFETY: a lock test that never waits; the ids are of this postmaster's
+                    // backends when its start time matches.
+                    made_at == started
+                        && backend > 0
+                        && unsafe { !pg_sys::VirtualXactLock(vxid, false) }
+                }
+            };
+            in_doubt.push(InDoubt {
+                worker: index,
+                gid: *gid,
+                resolution: if running {
+                    Resolution::Leave
+                } else {
+                    Resolution::RollBack
+                },
+            });
         }
     }
-    // Read after the running checks: a transaction that committed since is seen with its record.
+    // Read after the running checks: a transaction that committed since is seen with its
+    // record, or its decision.
     let records_now: HashSet<String> = commit_records().into_iter().map(|(g, _)| g).collect();
+    let decisions = settle_worker_decisions(&workers, &reached, &in_doubt);
     for item in &mut in_doubt {
         let running = item.resolution == Resolution::Leave;
-        item.resolution = twophase::resolve(running, records_now.contains(&item.gid.to_string()));
+        let gid = item.gid.to_string();
+        item.resolution = match item.gid.origin {
+            Origin::Coordinator { .. } => twophase::resolve(running, records_now.contains(&gid)),
+            Origin::Worker { .. } => twophase::resolve_by_worker(
+                running,
+                decisions
+                    .get(&gid)
+                    .map_or(WorkerDecision::Unknown, |(decision, _)| *decision),
+            ),
+        };
+        if let (false, Some((WorkerDecision::CommittedByOtherRole, made_by))) =
+            (running, decisions.get(&gid))
+        {
+            let decider = match item.gid.origin {
+                Origin::Worker { decider, .. } => workers
+                    .iter()
+                    .find(|w| w.id == decider)
+                    .map_or(String::new(), |w| w.name.clone()),
+                Origin::Coordinator { .. } => String::new(),
+            };
+            PgShardError::new(
+                PgSqlErrorCode::ERRCODE_WARNING,
+                format!(
+                    "pgshard: a prepared transaction on worker \"{}\" is left in doubt: its \
+                     commit decision on worker \"{decider}\" was written by role \"{made_by}\", \
+                     not by the role the coordinator connects as",
+                    workers[item.worker].name
+                ),
+            )
+            .detail(format!("The prepared transaction is {gid}."))
+            .hint(
+                "If that role wrote it on the coordinator's behalf, run COMMIT PREPARED with \
+                 this gid on the worker; otherwise ROLLBACK PREPARED.",
+            )
+            .warn();
+        }
     }
 
     let mut report = Vec::new();
     let mut resolved: HashSet<String> = HashSet::new();
-    let ends = listings.iter().enumerate().map(|(index, listing)| {
+    let ends = reached.iter().enumerate().map(|(index, reached)| {
         let statements: Vec<(Gid, String)> = in_doubt
             .iter()
             .filter(|d| d.worker == index)
@@ -187,7 +277,7 @@ pub fn recover() -> Vec<(String, String, String)> {
                 Resolution::Leave => None,
             })
             .collect();
-        let client = listing.as_ref().map(|(c, _)| c);
+        let client = reached.as_ref().map(|r| &r.client);
         async move {
             let mut outcomes = Vec::new();
             if let Some(client) = client {
@@ -226,68 +316,151 @@ pub fn recover() -> Vec<(String, String, String)> {
         }
     }
 
-    // Records no longer needed: their transaction is not prepared on a worker that answered.
-    let finished: Vec<String> = records_before
+    // A record or decision is no longer needed when its transaction is not prepared on a
+    // worker that answered (or was resolved just now), or its worker was removed.
+    let finished = |gid: &str, worker_id: i32| {
+        let Some(index) = workers.iter().position(|w| w.id == worker_id) else {
+            return true;
+        };
+        match &reached[index] {
+            Some(r) => resolved.contains(gid) || !r.prepared.iter().any(|g| g.to_string() == gid),
+            None => false,
+        }
+    };
+    let finished_records: Vec<String> = records_before
         .into_iter()
-        .filter(|(gid, worker_id)| {
-            let Some(index) = workers.iter().position(|w| w.id == *worker_id) else {
-                return true; // the worker was removed
-            };
-            match &listings[index] {
-                Some((_, gids)) => {
-                    resolved.contains(gid) || !gids.iter().any(|g| &g.to_string() == gid)
-                }
-                None => false,
-            }
-        })
+        .filter(|(gid, worker_id)| finished(gid, *worker_id))
         .map(|(gid, _)| gid)
         .collect();
-    if !finished.is_empty() {
+    if !finished_records.is_empty() {
         Spi::run_with_args(
             "DELETE FROM pgshard.commit_record WHERE gid = ANY ($1)",
-            &[finished.into()],
+            &[finished_records.into()],
         )
         .unwrap_or_else(|e| spi_failed("could not delete commit records", e));
     }
-    for (worker, listing) in workers.iter().zip(listings) {
-        if let Some((client, _)) = listing {
+    let mut finished_decisions: Vec<Vec<String>> = reached
+        .iter()
+        .map(|r| {
+            r.iter()
+                .flat_map(|r| &r.decisions)
+                .filter(|gid| Gid::parse(gid).is_none_or(|g| finished(gid, g.worker)))
+                .cloned()
+                .collect()
+        })
+        .collect();
+    // Decisions settled in this run, for transactions resolved in it.
+    for item in &in_doubt {
+        if let Origin::Worker { decider, .. } = item.gid.origin {
+            let gid = item.gid.to_string();
+            if let Some(index) = workers.iter().position(|w| w.id == decider) {
+                if resolved.contains(&gid) && !finished_decisions[index].contains(&gid) {
+                    finished_decisions[index].push(gid);
+                }
+            }
+        }
+    }
+    let deletes = reached
+        .iter()
+        .zip(&finished_decisions)
+        .map(|(reached, gids)| {
+            let statement = (!gids.is_empty()).then(|| {
+                format!(
+                    "DELETE FROM pgshard.commit_decision WHERE gid = ANY ({})",
+                    text_array(gids)
+                )
+            });
+            let client = reached.as_ref().map(|r| &r.client);
+            async move {
+                match (client, statement) {
+                    (Some(client), Some(statement)) => client
+                        .simple_query(&statement)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| remote::query_error(&e).message),
+                    _ => Ok(()),
+                }
+            }
+        });
+    let deleted = remote::wait(join_all(deletes), &[]);
+    for (worker, result) in workers.iter().zip(deleted) {
+        if let Err(message) = result {
+            pgrx::warning!(
+                "pgshard: could not delete finished commit decisions on worker \"{}\": {message}",
+                worker.name
+            );
+        }
+    }
+    for (worker, reached) in workers.iter().zip(reached) {
+        if let Some(reached) = reached {
             if let Ok(config) = remote::worker_config(worker) {
-                remote::give_back(worker.id, &config, client);
+                remote::give_back(worker.id, &config, reached.client);
             }
         }
     }
     report
 }
 
-/// Each worker's connection and its pgshard prepared transactions; `None` (with a warning) for
-/// a worker that cannot be reached: its transactions wait for the next run.
-fn list_prepared(workers: &[Worker]) -> Vec<Option<(remote::PooledClient, Vec<Gid>)>> {
-    let lists = workers.iter().map(|worker| {
+/// `gids` (which hold only letters, digits, `_`, `.` and `-`) as a SQL text array.
+fn text_array(gids: &[String]) -> String {
+    debug_assert!(gids.iter().all(|g| g
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))));
+    let quoted: Vec<String> = gids.iter().map(|g| format!("'{g}'")).collect();
+    format!("ARRAY[{}]::text[]", quoted.join(", "))
+}
+
+/// Connects to every worker, reads its commit decisions of this coordinator database, then
+/// (once every worker's decisions are read) lists its prepared transactions of this coordinator
+/// database. `None` (with a warning) for a worker that cannot be reached: its transactions wait
+/// for the next run.
+fn reach_workers(workers: &[Worker], system: u64, database: u32) -> Vec<Option<Reached>> {
+    let pattern = Gid::like_pattern(system, database);
+    let read_decisions =
+        format!("SELECT gid FROM pgshard.commit_decision WHERE gid LIKE '{pattern}'");
+    let connecting = workers.iter().map(|worker| {
         let connecting = remote::cached_or_new(worker);
+        let read_decisions = &read_decisions;
         async move {
             let (client, _) = connecting.await?;
-            let messages = client
-                .simple_query(
-                    "SELECT gid FROM pg_catalog.pg_prepared_xacts WHERE gid LIKE 'pgshard\\_%'",
-                )
-                .await
-                .map_err(|e| remote::query_error(&e))?;
-            let gids = messages
-                .iter()
-                .filter_map(|m| match m {
-                    SimpleQueryMessage::Row(row) => row.get(0).and_then(Gid::parse),
-                    _ => None,
-                })
-                .collect();
-            Ok::<_, remote::RemoteError>((client, gids))
+            let decisions = match client.simple_query(read_decisions).await {
+                Ok(messages) => first_column(&messages),
+                // A worker registered before decisions existed has none.
+                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+                    Vec::new()
+                }
+                Err(e) => return Err(remote::query_error(&e)),
+            };
+            Ok::<_, remote::RemoteError>((client, decisions))
         }
+    });
+    let connected = remote::wait(join_all(connecting), &[]);
+    let pattern = &pattern;
+    let lists = connected.into_iter().map(|connected| async move {
+        let (client, decisions) = connected?;
+        let messages = client
+            .simple_query(&format!(
+                "SELECT gid FROM pg_catalog.pg_prepared_xacts WHERE gid LIKE '{pattern}'"
+            ))
+            .await
+            .map_err(|e| remote::query_error(&e))?;
+        let prepared = first_column(&messages)
+            .iter()
+            .filter_map(|gid| Gid::parse(gid))
+            .filter(|gid| gid.made_by(system, database))
+            .collect();
+        Ok::<_, remote::RemoteError>(Reached {
+            client,
+            decisions,
+            prepared,
+        })
     });
     let results = remote::wait(join_all(lists), &[]);
     workers
         .iter()
         .zip(results)
         .map(|(worker, result)| match result {
-            Ok(listing) => Some(listing),
+            Ok(reached) => Some(reached),
             Err(e) => {
                 pgrx::warning!(
                     "pgshard: could not list the prepared transactions of worker \"{}\": {}",
@@ -296,6 +469,98 @@ fn list_prepared(workers: &[Worker]) -> Vec<Option<(remote::PooledClient, Vec<Gi
                 );
                 None
             }
+        })
+        .collect()
+}
+
+/// For the worker-decided transactions that are not running, the decision on each deciding
+/// worker, settled first: recovery inserts a "rolled back" row for the gid unless one exists.
+/// If the coordinator's own insert is under way, that waits for it; if it has not arrived yet,
+/// it will fail on the key, and that worker roll back. Either way the row read afterwards is
+/// the outcome.
+fn settle_worker_decisions(
+    workers: &[Worker],
+    reached: &[Option<Reached>],
+    in_doubt: &[InDoubt],
+) -> std::collections::HashMap<String, (WorkerDecision, String)> {
+    // Per deciding worker: its gids, and the role the coordinator connects there as for each.
+    let mut asked: Vec<Vec<(String, Option<String>)>> = vec![Vec::new(); workers.len()];
+    for item in in_doubt
+        .iter()
+        .filter(|d| d.resolution != Resolution::Leave)
+    {
+        if let Origin::Worker { decider, role, .. } = item.gid.origin {
+            if let Some(index) = workers.iter().position(|w| w.id == decider) {
+                let expected = remote::connection_user_for_role(&workers[index], role);
+                asked[index].push((item.gid.to_string(), expected));
+            }
+        }
+    }
+    let settling = reached.iter().zip(&asked).map(|(reached, asked)| {
+        let client = reached.as_ref().map(|r| &r.client);
+        let statement = (!asked.is_empty()).then(|| {
+            let gids: Vec<String> = asked.iter().map(|(g, _)| g.clone()).collect();
+            let gids = text_array(&gids);
+            format!(
+                "INSERT INTO pgshard.commit_decision (gid, committed) \
+                 SELECT unnest({gids}), false ON CONFLICT (gid) DO NOTHING; \
+                 SELECT gid, committed, made_by FROM pgshard.commit_decision \
+                 WHERE gid = ANY ({gids})"
+            )
+        });
+        async move {
+            match (client, statement) {
+                (Some(client), Some(statement)) => client
+                    .simple_query(&statement)
+                    .await
+                    .map_err(|e| remote::query_error(&e).message),
+                _ => Ok(Vec::new()),
+            }
+        }
+    });
+    let settled = remote::wait(join_all(settling), &[]);
+    let mut decisions = std::collections::HashMap::new();
+    for ((worker, asked), result) in workers.iter().zip(&asked).zip(settled) {
+        let messages = match result {
+            Ok(messages) => messages,
+            Err(message) => {
+                pgrx::warning!(
+                    "pgshard: could not read the commit decisions on worker \"{}\": {message}",
+                    worker.name
+                );
+                continue;
+            }
+        };
+        for message in &messages {
+            let SimpleQueryMessage::Row(row) = message else {
+                continue;
+            };
+            let (Some(gid), Some(committed), Some(made_by)) = (row.get(0), row.get(1), row.get(2))
+            else {
+                continue;
+            };
+            let expected = asked
+                .iter()
+                .find(|(g, _)| g == gid)
+                .and_then(|(_, e)| e.as_deref());
+            let decision = match (committed == "t", expected == Some(made_by)) {
+                (false, _) => WorkerDecision::RolledBack,
+                (true, true) => WorkerDecision::Committed,
+                (true, false) => WorkerDecision::CommittedByOtherRole,
+            };
+            decisions.insert(gid.to_string(), (decision, made_by.to_string()));
+        }
+    }
+    decisions
+}
+
+/// The first column of every row in `messages`.
+fn first_column(messages: &[SimpleQueryMessage]) -> Vec<String> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+            _ => None,
         })
         .collect()
 }

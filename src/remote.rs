@@ -213,6 +213,34 @@ fn connection_user(config: &Config) -> String {
     }
 }
 
+/// The coordinator role named `name` (an oid), or 0 when there is none.
+pub fn role_oid(name: &str) -> u32 {
+    let Ok(name) = std::ffi::CString::new(name) else {
+        return 0;
+    };
+    // SAFETY: a catalog lookup with a valid C string; missing_ok, so it does not raise.
+    unsafe { pg_sys::get_role_oid(name.as_ptr(), true).to_u32() }
+}
+
+/// The role a connection made for coordinator role `role` authenticates as on `worker` (see
+/// [`connection_user`]); `None` when the conninfo names no user and the role is gone.
+pub fn connection_user_for_role(worker: &Worker, role: u32) -> Option<String> {
+    let config = pgshard_core::conninfo::parse(&worker.conninfo).ok()?;
+    if let Some(user) = config.get_user() {
+        return Some(user.to_string());
+    }
+    // SAFETY: GetUserNameFromId with noerr returns NULL for a missing role, or a palloc'd
+    // C string.
+    unsafe {
+        let name = pg_sys::GetUserNameFromId(pg_sys::Oid::from(role), true);
+        (!name.is_null()).then(|| {
+            std::ffi::CStr::from_ptr(name)
+                .to_string_lossy()
+                .into_owned()
+        })
+    }
+}
+
 /// Builds the tokio-postgres configuration for a worker: parsed, the role and timeouts filled
 /// in. Host names are resolved by [`connect`], when a connection is opened.
 pub fn worker_config(worker: &Worker) -> Result<Config, RemoteError> {
@@ -422,12 +450,15 @@ pub fn run_outside_transactions(
         }
     }
     let tokens: Vec<_> = clients.iter().map(|(c, _)| c.cancel_token()).collect();
-    let runs = clients.iter().zip(scripts).map(|((client, _), script)| async move {
-        for statement in script {
-            client.simple_query(statement).await?;
-        }
-        Ok::<(), tokio_postgres::Error>(())
-    });
+    let runs = clients
+        .iter()
+        .zip(scripts)
+        .map(|((client, _), script)| async move {
+            for statement in script {
+                client.simple_query(statement).await?;
+            }
+            Ok::<(), tokio_postgres::Error>(())
+        });
     let results = wait(join_all(runs), &tokens);
     let mut failure = None;
     for ((worker, (client, config)), result) in workers.iter().zip(clients).zip(results) {

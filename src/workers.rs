@@ -101,6 +101,22 @@ fn add_worker(name: &str, conninfo: &str) -> i32 {
         .raise()
     }
 
+    // Transactions that write on several workers may keep their commit decision here.
+    let created = remote::wait(
+        async {
+            client
+                .simple_query(crate::recovery::CREATE_WORKER_DECISION_TABLE)
+                .await
+        },
+        &[],
+    );
+    if let Err(e) = created {
+        let mut error = remote::query_error(&e);
+        error.hint = "The worker's role needs CREATE on the worker database (pgshard keeps a \
+                      pgshard.commit_decision table there, and creates each shard's schema).";
+        error.raise_for(name, "prepare")
+    }
+
     worker.id = Spi::get_one_with_args::<i32>(
         "INSERT INTO pgshard.worker (name, conninfo) VALUES ($1, $2) RETURNING worker_id",
         &[name.into(), conninfo.into()],

@@ -26,7 +26,7 @@ use futures_util::future::join_all;
 use pgrx::prelude::*;
 use tokio_postgres::Config;
 
-use pgshard_core::twophase::Gid;
+use pgshard_core::twophase::{Gid, Origin};
 
 use crate::error::PgShardError;
 use crate::guc;
@@ -64,6 +64,12 @@ thread_local! {
     /// Set by a fault point: the current two-phase commit is abandoned as if the coordinator
     /// had died, leaving its prepared transactions to recovery.
     static ABANDONED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The deciding worker committed: the prepared transactions are committed even if the
+    /// coordinator transaction aborts after that.
+    static DECIDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The deciding worker's COMMIT was lost with its connection: the prepared transactions
+    /// are left to recovery, which reads the decision there.
+    static IN_DOUBT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// The name of a coordinator subtransaction's savepoint on the workers.
@@ -280,66 +286,106 @@ fn refuse_prepare() {
     }
 }
 
-/// Before the coordinator commits: commit a single writer, or prepare several and write their
-/// commit records. An error here aborts the coordinator transaction, and the abort rolls back
-/// every worker (ROLLBACK PREPARED where it prepared).
+/// Before the coordinator commits: commit a single writer in one phase; with several writers,
+/// prepare them and record the outcome, on the coordinator when its own transaction writes
+/// (`pgshard.commit_record`, committed with it), else on the last writer, which commits in one
+/// phase with a row in its `pgshard.commit_decision`. An error here aborts the coordinator
+/// transaction, and the abort rolls back every worker (ROLLBACK PREPARED where it prepared),
+/// unless the last writer has committed: then the prepared ones are committed whatever the
+/// coordinator does.
 fn pre_commit() {
-    struct Ending {
-        client: Rc<PooledClient>,
-        worker: String,
-        statement: String,
-        gid: Option<Gid>,
-    }
-    let work: Vec<Ending> = OPEN.with(|open| {
+    let (ending, last) = OPEN.with(|open| {
         let mut open = open.borrow_mut();
-        let writers = open.iter().filter(|t| t.began && t.wrote).count();
-        // SAFETY: plain state reads; an xid is assigned if the transaction has none, which is
-        // allowed before commit.
-        let (system, database, xid) = if writers > 1 {
-            unsafe {
-                (
-                    pg_sys::GetSystemIdentifier(),
-                    pg_sys::MyDatabaseId.to_u32(),
-                    pg_sys::GetTopFullTransactionId().value,
-                )
-            }
-        } else {
-            (0, 0, 0)
+        let writers: Vec<usize> = (0..open.len())
+            .filter(|&i| open[i].began && open[i].wrote)
+            .collect();
+        let origin = match writers.last() {
+            Some(&last) if writers.len() > 1 => Some(multi_writer_origin(&open[last])),
+            _ => None,
         };
-        open.iter_mut()
-            .filter(|t| t.began)
-            .map(|t| {
-                let gid = (writers > 1 && t.wrote).then_some(Gid {
-                    system,
-                    database,
-                    xid,
-                    worker: t.worker.id,
-                });
-                let end = match &gid {
-                    Some(gid) => format!("PREPARE TRANSACTION '{gid}'"),
-                    None => "COMMIT".to_string(),
-                };
-                Ending {
-                    client: Rc::clone(&t.client),
-                    worker: t.worker.name.clone(),
-                    statement: format!("{}{end}", std::mem::take(&mut t.owed)),
-                    gid,
-                }
+        // The decider commits last, on its own; everyone else ends together first.
+        let decider = match origin {
+            Some(Origin::Worker { .. }) => writers.last().copied(),
+            _ => None,
+        };
+        let gid_of = |t: &RemoteTransaction| {
+            origin.filter(|_| t.wrote).map(|origin| Gid {
+                system: system_identifier(),
+                database: database_id(),
+                origin,
+                worker: t.worker.id,
             })
-            .collect()
+        };
+        let mut ending = Vec::new();
+        for (i, t) in open.iter_mut().enumerate() {
+            if !t.began || Some(i) == decider {
+                continue;
+            }
+            let gid = gid_of(t);
+            let end = match &gid {
+                Some(gid) => format!("PREPARE TRANSACTION '{gid}'"),
+                None => "COMMIT".to_string(),
+            };
+            ending.push(Ending {
+                client: Rc::clone(&t.client),
+                worker: t.worker.name.clone(),
+                statement: format!("{}{end}", std::mem::take(&mut t.owed)),
+                gid,
+            });
+        }
+        let last = decider.map(|i| {
+            let t = &mut open[i];
+            Ending {
+                client: Rc::clone(&t.client),
+                worker: t.worker.name.clone(),
+                statement: std::mem::take(&mut t.owed),
+                gid: None,
+            }
+        });
+        (ending, last)
     });
-    if work.is_empty() {
+    end_remote_transactions(&ending);
+    let prepared: Vec<Gid> = ending.iter().filter_map(|w| w.gid).collect();
+    if prepared.is_empty() {
         return;
     }
-    let tokens: Vec<_> = work.iter().map(|w| w.client.cancel_token()).collect();
-    let runs = work.iter().map(|w| w.client.simple_query(&w.statement));
+    if guc::injected_fault().as_deref() == Some("abandon_after_prepare") {
+        ABANDONED.with(|a| a.set(true));
+        PgShardError::new(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            "pgshard.inject_fault: abandoning the commit after PREPARE TRANSACTION",
+        )
+        .hint("Test builds only. pgshard.recover_transactions() rolls the prepared transactions back.")
+        .raise()
+    }
+    match last {
+        Some(last) => commit_deciding_worker(last, &prepared),
+        None => crate::recovery::write_commit_records(&prepared),
+    }
+}
+
+/// A remote transaction's end as sent at pre-commit.
+struct Ending {
+    client: Rc<PooledClient>,
+    worker: String,
+    statement: String,
+    gid: Option<Gid>,
+}
+
+/// Sends each ending (COMMIT or PREPARE TRANSACTION) concurrently, records what got prepared
+/// or committed, then raises the first failure, so that the abort that follows rolls back
+/// exactly what is still open.
+fn end_remote_transactions(ending: &[Ending]) {
+    if ending.is_empty() {
+        return;
+    }
+    let tokens: Vec<_> = ending.iter().map(|w| w.client.cancel_token()).collect();
+    let runs = ending.iter().map(|w| w.client.simple_query(&w.statement));
     let results = remote::wait(join_all(runs), &tokens);
-    // Record what got prepared or committed before raising, so that the abort that follows
-    // rolls back exactly what is still open.
     let mut failure = None;
     OPEN.with(|open| {
         let mut open = open.borrow_mut();
-        for (w, result) in work.iter().zip(results) {
+        for (w, result) in ending.iter().zip(results) {
             let t = open
                 .iter_mut()
                 .find(|t| t.worker.name == w.worker)
@@ -358,20 +404,98 @@ fn pre_commit() {
     if let Some((worker, error)) = failure {
         error.raise_for(&worker, "commit on");
     }
-    let prepared: Vec<Gid> = work.iter().filter_map(|w| w.gid).collect();
-    if prepared.is_empty() {
-        return;
+}
+
+/// Commits the deciding worker in one phase, with one `pgshard.commit_decision` row per
+/// prepared transaction in the same transaction: once that COMMIT returns, the prepared
+/// transactions are to be committed. A failure the worker reports means its transaction
+/// rolled back (so does everything else, with the coordinator's abort); a lost connection
+/// leaves the outcome unknown, and the prepared transactions are left for recovery, which
+/// reads (or settles) the decision on that worker.
+fn commit_deciding_worker(last: Ending, prepared: &[Gid]) {
+    let rows: Vec<String> = prepared
+        .iter()
+        .map(|gid| format!("('{gid}', true)"))
+        .collect();
+    let statement = format!(
+        "{}INSERT INTO pgshard.commit_decision (gid, committed) VALUES {}; COMMIT",
+        last.statement,
+        rows.join(", ")
+    );
+    let token = last.client.cancel_token();
+    let result = remote::wait(last.client.simple_query(&statement), &[token]);
+    let lost = match &result {
+        Ok(_) => {
+            DECIDED.with(|d| d.set(true));
+            false
+        }
+        // The worker answered with an error: its transaction did not commit.
+        Err(e) if e.code().is_some() => false,
+        Err(_) => true,
+    };
+    OPEN.with(|open| {
+        if let Some(t) = open
+            .borrow_mut()
+            .iter_mut()
+            .find(|t| t.worker.name == last.worker)
+        {
+            // After an error the block stays open (aborted) and the abort rolls it back.
+            t.began = result.is_err() && !lost;
+        }
+    });
+    match result {
+        Ok(_) => {}
+        Err(_) if lost => {
+            IN_DOUBT.with(|d| d.set(true));
+            PgShardError::new(
+                PgSqlErrorCode::ERRCODE_T_R_STATEMENT_COMPLETION_UNKNOWN,
+                format!(
+                    "lost the connection to worker \"{}\" while it committed; whether the \
+                     transaction committed is not known",
+                    last.worker
+                ),
+            )
+            .hint(
+                "pgshard.recover_transactions() (run every pgshard.recovery_interval) finishes \
+                 it on every worker as that worker decided; check the data before retrying.",
+            )
+            .raise()
+        }
+        Err(e) => remote::query_error(&e).raise_for(&last.worker, "commit on"),
     }
-    if guc::injected_fault().as_deref() == Some("abandon_after_prepare") {
-        ABANDONED.with(|a| a.set(true));
-        PgShardError::new(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            "pgshard.inject_fault: abandoning the commit after PREPARE TRANSACTION",
-        )
-        .hint("Test builds only. pgshard.recover_transactions() rolls the prepared transactions back.")
-        .raise()
+}
+
+/// Where a transaction that wrote on several workers records its outcome. When the
+/// coordinator transaction writes too, its own commit must flush anyway and carries the commit
+/// records; otherwise `last_writer` decides, which saves the coordinator a flush and that
+/// worker a PREPARE and COMMIT PREPARED.
+fn multi_writer_origin(last_writer: &RemoteTransaction) -> Origin {
+    // SAFETY: plain state reads of the current transaction; an xid is assigned (allowed
+    // before commit) only when the transaction already has one at top level.
+    unsafe {
+        if pg_sys::GetTopTransactionIdIfAny() != pg_sys::InvalidTransactionId {
+            return Origin::Coordinator {
+                xid: pg_sys::GetTopFullTransactionId().value,
+            };
+        }
+        Origin::Worker {
+            started: pg_sys::PgStartTime,
+            backend: pg_sys::MyBackendId,
+            lxid: (*pg_sys::MyProc).lxid,
+            role: remote::role_oid(last_writer.config.get_user().unwrap_or_default()),
+            decider: last_writer.worker.id,
+        }
     }
-    crate::recovery::write_commit_records(&prepared);
+}
+
+fn system_identifier() -> u64 {
+    // SAFETY: a plain read of this server's identity.
+    unsafe { pg_sys::GetSystemIdentifier() }
+}
+
+fn database_id() -> u32 {
+    // SAFETY: a plain global of this backend.
+    unsafe { pg_sys::MyDatabaseId.to_u32() }
 }
 
 /// After the coordinator committed or aborted: finish every remote transaction, then put the
@@ -379,6 +503,8 @@ fn pre_commit() {
 fn finish(committed: bool) {
     SUBTRANSACTIONS.with(|open| open.borrow_mut().clear());
     let open = OPEN.with(|open| std::mem::take(&mut *open.borrow_mut()));
+    let committed = DECIDED.with(|d| d.replace(false)) || committed;
+    let in_doubt = IN_DOUBT.with(|d| d.replace(false));
     let abandoned = ABANDONED.with(|a| a.replace(false))
         || (committed
             && open.iter().any(|t| t.prepared.is_some())
@@ -397,6 +523,7 @@ fn finish(committed: bool) {
     }
     let ends = open.iter().map(|t| {
         let statement = match (&t.prepared, committed) {
+            (Some(_), _) if in_doubt => None,
             (Some(gid), true) => Some(format!("COMMIT PREPARED '{gid}'")),
             (Some(gid), false) => Some(format!("ROLLBACK PREPARED '{gid}'")),
             // Still open at commit means it was never used for anything to commit.

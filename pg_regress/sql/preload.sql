@@ -10,5 +10,7 @@ ALTER EXTENSION pgshard SET SCHEMA public;
 -- and leaves nothing behind.
 \c pgshard - 127.0.0.1 :worker_1_port
 CREATE EXTENSION pgshard;
-SELECT count(*) AS pgshard_objects FROM pg_namespace WHERE nspname = 'pgshard';
+SELECT count(*) AS pgshard_extensions FROM pg_extension WHERE extname = 'pgshard';
+-- What a worker holds of pgshard's own: the table add_worker created for commit decisions.
+SELECT relname FROM pg_class WHERE relnamespace = 'pgshard'::regnamespace AND relkind = 'r';
 \c pgshard - 127.0.0.1 :coordinator_port

@@ -1,6 +1,7 @@
 --
--- Distributed transactions: rollback, errors, savepoints, two-phase commit with commit records,
--- recovery after faults, a worker killed mid-transaction, remote lock waits and timeouts.
+-- Distributed transactions: rollback, errors, savepoints, two-phase commit (decided by the last
+-- worker, or by commit records on the coordinator), recovery after faults, a worker killed
+-- mid-transaction, remote lock waits and timeouts.
 --
 SELECT setval('pgshard.shard_shard_id_seq', 400001, false);
 CREATE TABLE acct (id int PRIMARY KEY, balance int NOT NULL CHECK (balance >= 0));
@@ -13,6 +14,7 @@ SELECT id, (SELECT worker FROM pgshard.shard_for('acct', id)) AS worker FROM gen
 -- Sums read on the workers themselves, and the prepared transactions left there.
 \set per_worker 'SELECT s.worker, sum(w.result::int) AS balance FROM pgshard.shards s, LATERAL pgshard.run_command_on_workers(format($$SELECT coalesce(sum(balance), 0) FROM %s$$, s.shard_name)) w WHERE s.table_name = $$acct$$::regclass AND w.worker = s.worker GROUP BY 1 ORDER BY 1'
 \set prepared 'SELECT worker, result AS prepared FROM pgshard.run_command_on_workers($$SELECT count(*) FROM pg_prepared_xacts WHERE left(gid, 8) = $q$pgshard_$q$ AND true$$) ORDER BY 1'
+\set decisions 'SELECT worker, result AS decisions FROM pgshard.run_command_on_workers($$SELECT count(*) FROM pgshard.commit_decision$$) ORDER BY 1'
 :per_worker;
 
 -- ROLLBACK of writes on both workers undoes them everywhere.
@@ -33,14 +35,32 @@ UPDATE acct SET balance = balance - 500 WHERE id = 4;
 COMMIT;
 :per_worker;
 
--- A transaction that wrote on both workers commits with two-phase commit; its commit records
--- are written with it and cleaned up by recovery.
+-- A transaction that wrote on both workers commits with two-phase commit: PREPARE on w2 (id 1),
+-- then w1 (id 3, the last writer) commits in one phase with the decision row in its own
+-- transaction; no commit record on the coordinator. Recovery cleans the decision up.
+:decisions;
 BEGIN;
 UPDATE acct SET balance = balance + 10 WHERE id = 1;
-UPDATE acct SET balance = balance + 10 WHERE id = 2;
+UPDATE acct SET balance = balance + 10 WHERE id = 3;
 COMMIT;
 SELECT count(*) AS commit_records FROM pgshard.commit_record;
+:decisions;
 :prepared;
+SELECT * FROM pgshard.recover_transactions();
+:decisions;
+-- A decision row can only be written as oneself.
+SELECT worker, result FROM pgshard.run_command_on_workers($$CREATE ROLE regress_forger$$) ORDER BY 1;
+SELECT success, result FROM pgshard.run_command_on_workers($$BEGIN; SET LOCAL ROLE regress_forger; INSERT INTO pgshard.commit_decision VALUES ('pgshard_1_2_v3.4.5.6_7_8', true, 'postgres'); COMMIT$$) WHERE worker = 'w1';
+-- A transaction that also writes on the coordinator decides there: its commit records are
+-- written with it, both workers prepare, and recovery cleans the records up.
+CREATE TABLE local_log (note text);
+BEGIN;
+INSERT INTO local_log VALUES ('both workers');
+UPDATE acct SET balance = balance + 10 WHERE id = 1;
+UPDATE acct SET balance = balance + 10 WHERE id = 3;
+COMMIT;
+SELECT count(*) AS commit_records FROM pgshard.commit_record;
+:decisions;
 SELECT * FROM pgshard.recover_transactions();
 SELECT count(*) AS commit_records FROM pgshard.commit_record;
 -- One worker written: a plain COMMIT, no record.
@@ -80,24 +100,60 @@ END $$;
 SELECT id, balance FROM acct ORDER BY 1;
 :per_worker;
 
--- Fault between the coordinator's commit and COMMIT PREPARED: the prepared transactions stay
--- on the workers (invisible there) until recovery commits them from the commit records.
+-- Fault between the deciding worker's commit and COMMIT PREPARED: w1 committed (its part is
+-- visible), the transaction prepared on w2 stays there (invisible) until recovery commits it
+-- from w1's decision.
 SET pgshard.inject_fault = 'abandon_after_commit';
 UPDATE acct SET balance = balance + 1000;
 RESET pgshard.inject_fault;
 :prepared;
+:decisions;
 SELECT sum(balance) FROM acct;
+SELECT action, count(*) FROM pgshard.recover_transactions() GROUP BY 1;
+:prepared;
+:decisions;
+SELECT sum(balance) FROM acct;
+-- The same fault when the coordinator decides: both workers prepared, both committed by
+-- recovery from the commit records.
+BEGIN;
+INSERT INTO local_log VALUES ('abandoned after commit');
+SET LOCAL pgshard.inject_fault = 'abandon_after_commit';
+UPDATE acct SET balance = balance + 1000;
+COMMIT;
+:prepared;
+SELECT count(*) AS commit_records FROM pgshard.commit_record;
 SELECT action, count(*) FROM pgshard.recover_transactions() GROUP BY 1;
 :prepared;
 SELECT sum(balance) FROM acct;
 SELECT count(*) AS commit_records FROM pgshard.commit_record;
--- Fault after PREPARE, before the commit record: the statement fails; recovery rolls back.
+-- Fault after PREPARE, before the decision: the statement fails; recovery finds no decision
+-- on w1, settles it as rolled back there (so a late decision could not land), and rolls back.
 SET pgshard.inject_fault = 'abandon_after_prepare';
 UPDATE acct SET balance = balance - 1000;
 RESET pgshard.inject_fault;
 :prepared;
 SELECT action, count(*) FROM pgshard.recover_transactions() GROUP BY 1;
 :prepared;
+:decisions;
+SELECT sum(balance) FROM acct;
+-- A "committed" decision forged by another role on the deciding worker is not honoured: the
+-- prepared transaction is left in doubt with a warning (the forged row blocks the real one,
+-- so it cannot have committed, but an administrator decides). Without it, recovery rolls back.
+SET pgshard.inject_fault = 'abandon_after_prepare';
+UPDATE acct SET balance = balance - 1000;
+RESET pgshard.inject_fault;
+SELECT result AS gid FROM pgshard.run_command_on_workers($$SELECT gid FROM pg_prepared_xacts WHERE gid LIKE 'pgshard\_%'$$) WHERE worker = 'w1' \gset
+SELECT success FROM pgshard.run_command_on_workers(format($$BEGIN; SET LOCAL ROLE regress_forger; INSERT INTO pgshard.commit_decision (gid, committed) VALUES (%L, true); COMMIT$$, :'gid')) WHERE worker = 'w2';
+SELECT result AS decisions_on_w2 FROM pgshard.run_command_on_workers($$SELECT string_agg(made_by || ' ' || committed, ',') FROM pgshard.commit_decision$$) WHERE worker = 'w2';
+-- (terse: the warning's detail names the gid, which differs from run to run)
+\set VERBOSITY terse
+SELECT action, count(*) FROM pgshard.recover_transactions() GROUP BY 1;
+\set VERBOSITY default
+:prepared;
+SELECT success FROM pgshard.run_command_on_workers($$DELETE FROM pgshard.commit_decision WHERE made_by = 'regress_forger'$$) WHERE worker = 'w2';
+SELECT action, count(*) FROM pgshard.recover_transactions() GROUP BY 1;
+:prepared;
+:decisions;
 SELECT sum(balance) FROM acct;
 -- Recovery needs READ COMMITTED (it must see records committed after it started).
 BEGIN ISOLATION LEVEL REPEATABLE READ;
@@ -109,8 +165,17 @@ SELECT * FROM pgshard.recover_transactions();
 SELECT result FROM pgshard.run_command_on_workers($$SELECT string_agg(gid, ',') FROM pg_prepared_xacts$$) WHERE worker = 'w1';
 SELECT result FROM pgshard.run_command_on_workers($$ROLLBACK PREPARED 'someone_else'$$) WHERE worker = 'w1';
 
--- A worker killed mid-transaction: the commit fails naming it, the other worker rolls back;
--- after its restart the broken cached connection is not reused.
+-- A worker killed mid-transaction: the commit fails naming it; after its restart the broken
+-- cached connection is not reused. When it is not the deciding worker, its PREPARE fails and
+-- the other worker rolls back at once.
+SELECT sum(balance) AS before FROM acct \gset
+BEGIN;
+UPDATE acct SET balance = balance + 7;
+\! pg_ctl -D "$PGSHARD_CLUSTER_DIR/worker_1" -w -m immediate stop > /dev/null
+COMMIT;
+\! pg_ctl -D "$PGSHARD_CLUSTER_DIR/worker_1" -l "$PGSHARD_CLUSTER_DIR/worker_1/server.log" -w start > /dev/null
+SELECT sum(balance) = :before AS unchanged FROM acct;
+:prepared;
 SELECT sum(balance) AS before FROM acct \gset
 BEGIN;
 UPDATE acct SET balance = balance + 7;
@@ -118,9 +183,14 @@ UPDATE acct SET balance = balance + 7;
 COMMIT;
 \! pg_ctl -D "$PGSHARD_CLUSTER_DIR/worker_2" -l "$PGSHARD_CLUSTER_DIR/worker_2/server.log" -w start > /dev/null
 SELECT sum(balance) = :before AS unchanged FROM acct;
+-- w2 was the deciding worker: its COMMIT was lost, so w1's prepared transaction waits for
+-- recovery, which finds no decision on w2 and rolls it back.
 :prepared;
--- Killed after PREPARE and the coordinator's commit: the prepared transaction survives the
--- crash, and recovery commits it when the worker is back.
+SELECT action, count(*) FROM pgshard.recover_transactions() GROUP BY 1;
+SELECT sum(balance) = :before AS unchanged FROM acct;
+:prepared;
+-- The deciding worker killed after its commit: while it is down recovery cannot read the
+-- decision and leaves w1's prepared transaction; once it is back, recovery commits it.
 SET pgshard.inject_fault = 'abandon_after_commit';
 UPDATE acct SET balance = balance + 1;
 RESET pgshard.inject_fault;
@@ -195,3 +265,5 @@ ALTER SYSTEM RESET pgshard.recovery_interval;
 SELECT pg_reload_conf();
 SELECT pgshard.unshard_table($$acct$$);
 DROP TABLE acct;
+DROP TABLE local_log;
+SELECT worker, result FROM pgshard.run_command_on_workers($$DROP ROLE regress_forger$$) ORDER BY 1;

@@ -43,9 +43,18 @@ SELECT pgshard.add_worker('bad name', :'w1' || ' dbname=pgshard');
 SELECT pgshard.add_worker('', :'w1' || ' dbname=pgshard');
 -- None of the failures recorded anything.
 SELECT name FROM pgshard.workers ORDER BY name;
+-- A worker reached as a role that cannot create in the worker database is refused (pgshard
+-- keeps its pgshard.commit_decision table there); nothing is recorded.
+SELECT pgshard.add_worker('w_pw', 'host=127.0.0.1 port=' || :worker_1_port || ' dbname=regress_secret user=regress_password_user password=right-password') > 0 AS added;
+SELECT count(*) AS recorded FROM pgshard.worker WHERE name = 'w_pw';
+\c regress_secret - 127.0.0.1 :worker_1_port
+GRANT CREATE ON DATABASE regress_secret TO regress_password_user;
+\c pgshard - 127.0.0.1 :coordinator_port
 -- A worker reached with a password; the password stays in the superuser-only catalog.
 SELECT pgshard.add_worker('w_pw', 'host=127.0.0.1 port=' || :worker_1_port || ' dbname=regress_secret user=regress_password_user password=right-password') > 0 AS added;
 SELECT name, reachable FROM pgshard.check_workers() WHERE name = 'w_pw';
+-- add_worker created the decision table there: everyone may read it and insert as themselves.
+SELECT result FROM pgshard.run_command_on_workers($$SELECT string_agg(format('%s %s', tableowner, rowsecurity), ',') FROM pg_tables WHERE schemaname = 'pgshard'$$) WHERE worker = 'w_pw';
 SELECT count(*) AS conninfos_with_password FROM pgshard.worker WHERE conninfo LIKE '%password=%';
 -- A non-superuser sees where workers are, never their conninfo, and cannot change them.
 CREATE ROLE regress_plain;
