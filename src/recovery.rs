@@ -44,7 +44,8 @@ BEGIN
     CREATE TABLE pgshard.commit_decision (
       gid text PRIMARY KEY,
       committed boolean NOT NULL,
-      made_by name NOT NULL DEFAULT current_user
+      made_by name NOT NULL DEFAULT current_user,
+      decided_at timestamptz NOT NULL DEFAULT now()
     );
     ALTER TABLE pgshard.commit_decision ENABLE ROW LEVEL SECURITY;
     CREATE POLICY read ON pgshard.commit_decision FOR SELECT USING (true);
@@ -344,7 +345,7 @@ pub fn recover() -> Vec<(String, String, String)> {
         .map(|r| {
             r.iter()
                 .flat_map(|r| &r.decisions)
-                .filter(|gid| Gid::parse(gid).is_none_or(|g| finished(gid, g.worker)))
+                .filter(|gid| Gid::parse(gid).is_some_and(|g| finished(gid, g.worker)))
                 .cloned()
                 .collect()
         })
@@ -366,7 +367,8 @@ pub fn recover() -> Vec<(String, String, String)> {
         .map(|(reached, gids)| {
             let statement = (!gids.is_empty()).then(|| {
                 format!(
-                    "DELETE FROM pgshard.commit_decision WHERE gid = ANY ({})",
+                    "DELETE FROM pgshard.commit_decision WHERE gid = ANY ({}) \
+                 AND (committed OR decided_at < now() - interval '{ROLLED_BACK_KEPT}')",
                     text_array(gids)
                 )
             });
@@ -401,12 +403,17 @@ pub fn recover() -> Vec<(String, String, String)> {
     report
 }
 
-/// `gids` (which hold only letters, digits, `_`, `.` and `-`) as a SQL text array.
+/// How long a "rolled back" decision stays after its transaction was rolled back: the
+/// coordinator's own decision may still be on its way (a crashed coordinator's last bytes can
+/// be delivered until TCP gives up, about 15 minutes), and must find it and fail.
+const ROLLED_BACK_KEPT: &str = "1 hour";
+
+/// `gids` (rendered by [`Gid`], so digits, letters, `_`, `.` and `-`) as a SQL text array.
 fn text_array(gids: &[String]) -> String {
-    debug_assert!(gids.iter().all(|g| g
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))));
-    let quoted: Vec<String> = gids.iter().map(|g| format!("'{g}'")).collect();
+    let quoted: Vec<String> = gids
+        .iter()
+        .map(|g| format!("'{}'", g.replace('\'', "''")))
+        .collect();
     format!("ARRAY[{}]::text[]", quoted.join(", "))
 }
 
@@ -424,9 +431,21 @@ fn reach_workers(workers: &[Worker], system: u64, database: u32) -> Vec<Option<R
         async move {
             let (client, _) = connecting.await?;
             let decisions = match client.simple_query(read_decisions).await {
-                Ok(messages) => first_column(&messages),
-                // A worker registered before decisions existed has none.
+                // Rows are insertable by any role: only what parses as a gid of this
+                // coordinator database is kept, as rendered here.
+                Ok(messages) => first_column(&messages)
+                    .iter()
+                    .filter_map(|gid| Gid::parse(gid))
+                    .filter(|gid| gid.made_by(system, database))
+                    .map(|gid| gid.to_string())
+                    .collect(),
+                // A worker registered before decisions existed has none: its table is created
+                // now (transactions it would decide fail until then, and roll back).
                 Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+                    client
+                        .simple_query(CREATE_WORKER_DECISION_TABLE)
+                        .await
+                        .map_err(|e| remote::query_error(&e))?;
                     Vec::new()
                 }
                 Err(e) => return Err(remote::query_error(&e)),
@@ -490,9 +509,21 @@ fn settle_worker_decisions(
         .filter(|d| d.resolution != Resolution::Leave)
     {
         if let Origin::Worker { decider, role, .. } = item.gid.origin {
-            if let Some(index) = workers.iter().position(|w| w.id == decider) {
-                let expected = remote::connection_user_for_role(&workers[index], role);
-                asked[index].push((item.gid.to_string(), expected));
+            match workers.iter().position(|w| w.id == decider) {
+                Some(index) => {
+                    let expected = remote::connection_user_for_role(&workers[index], role);
+                    asked[index].push((item.gid.to_string(), expected));
+                }
+                None => PgShardError::new(
+                    PgSqlErrorCode::ERRCODE_WARNING,
+                    format!(
+                        "pgshard: prepared transaction {} is left in doubt: its deciding worker \
+                         (id {decider}) was removed",
+                        item.gid
+                    ),
+                )
+                .hint("Re-add that worker, or commit or roll it back by hand.")
+                .warn(),
             }
         }
     }

@@ -422,17 +422,31 @@ fn commit_deciding_worker(last: Ending, prepared: &[Gid]) {
         last.statement,
         rows.join(", ")
     );
+    // In doubt until the worker answers: an interrupt (cancel, terminate) raises out of the
+    // wait below without its answer, and the COMMIT may still happen there; the abort that
+    // follows must then leave the prepared transactions to recovery, not roll them back.
+    IN_DOUBT.with(|d| d.set(true));
     let token = last.client.cancel_token();
     let result = remote::wait(last.client.simple_query(&statement), &[token]);
-    let lost = match &result {
-        Ok(_) => {
-            DECIDED.with(|d| d.set(true));
-            false
-        }
-        // The worker answered with an error: its transaction did not commit.
-        Err(e) if e.code().is_some() => false,
-        Err(_) => true,
-    };
+    if guc::injected_fault().as_deref() == Some("interrupt_during_decision") {
+        // As if a cancel had arrived while the worker committed: no answer seen.
+        PgShardError::new(
+            PgSqlErrorCode::ERRCODE_QUERY_CANCELED,
+            "pgshard.inject_fault: interrupted while the deciding worker committed",
+        )
+        .hint("Test builds only. pgshard.recover_transactions() finishes the transaction as that worker decided.")
+        .raise()
+    }
+    // Only an ERROR means its transaction did not commit; a FATAL or PANIC may come after
+    // the commit record is durable, and a lost connection says nothing.
+    let refused =
+        matches!(&result, Err(e) if e.as_db_error().is_some_and(|d| d.severity() == "ERROR"));
+    if result.is_ok() {
+        DECIDED.with(|d| d.set(true));
+    }
+    if result.is_ok() || refused {
+        IN_DOUBT.with(|d| d.set(false));
+    }
     OPEN.with(|open| {
         if let Some(t) = open
             .borrow_mut()
@@ -440,28 +454,33 @@ fn commit_deciding_worker(last: Ending, prepared: &[Gid]) {
             .find(|t| t.worker.name == last.worker)
         {
             // After an error the block stays open (aborted) and the abort rolls it back.
-            t.began = result.is_err() && !lost;
+            t.began = refused;
         }
     });
     match result {
         Ok(_) => {}
-        Err(_) if lost => {
-            IN_DOUBT.with(|d| d.set(true));
-            PgShardError::new(
-                PgSqlErrorCode::ERRCODE_T_R_STATEMENT_COMPLETION_UNKNOWN,
-                format!(
-                    "lost the connection to worker \"{}\" while it committed; whether the \
+        Err(_) if !refused => PgShardError::new(
+            PgSqlErrorCode::ERRCODE_T_R_STATEMENT_COMPLETION_UNKNOWN,
+            format!(
+                "lost the connection to worker \"{}\" while it committed; whether the \
                      transaction committed is not known",
-                    last.worker
-                ),
-            )
-            .hint(
-                "pgshard.recover_transactions() (run every pgshard.recovery_interval) finishes \
+                last.worker
+            ),
+        )
+        .hint(
+            "pgshard.recover_transactions() (run every pgshard.recovery_interval) finishes \
                  it on every worker as that worker decided; check the data before retrying.",
-            )
-            .raise()
+        )
+        .raise(),
+        Err(e) => {
+            let mut error = remote::query_error(&e);
+            if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) {
+                error.hint = "The worker has no pgshard.commit_decision table (it was registered \
+                              by an older pgshard); pgshard.recover_transactions(), which the \
+                              background worker runs, creates it.";
+            }
+            error.raise_for(&last.worker, "commit on")
         }
-        Err(e) => remote::query_error(&e).raise_for(&last.worker, "commit on"),
     }
 }
 

@@ -51,6 +51,35 @@ SELECT * FROM pgshard.recover_transactions();
 -- A decision row can only be written as oneself.
 SELECT worker, result FROM pgshard.run_command_on_workers($$CREATE ROLE regress_forger$$) ORDER BY 1;
 SELECT success, result FROM pgshard.run_command_on_workers($$BEGIN; SET LOCAL ROLE regress_forger; INSERT INTO pgshard.commit_decision VALUES ('pgshard_1_2_v3.4.5.6_7_8', true, 'postgres'); COMMIT$$) WHERE worker = 'w1';
+-- The deciding worker refuses its decision (an error there): nothing commits anywhere, and the
+-- transaction prepared on w2 is rolled back at once.
+SELECT success FROM pgshard.run_command_on_workers($$CREATE FUNCTION public.regress_refuse() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RAISE EXCEPTION ''decisions refused''; END'; CREATE TRIGGER refuse BEFORE INSERT ON pgshard.commit_decision FOR EACH ROW EXECUTE FUNCTION public.regress_refuse()$$) WHERE worker = 'w1';
+SELECT sum(balance) AS before FROM acct \gset
+BEGIN;
+UPDATE acct SET balance = balance + 10 WHERE id = 1;
+UPDATE acct SET balance = balance + 10 WHERE id = 3;
+COMMIT;
+SELECT success FROM pgshard.run_command_on_workers($$DROP TRIGGER refuse ON pgshard.commit_decision; DROP FUNCTION public.regress_refuse()$$) WHERE worker = 'w1';
+SELECT sum(balance) = :before AS unchanged FROM acct;
+:prepared;
+-- A deciding worker without the table (registered by an older pgshard): the transaction rolls
+-- back with a hint; recovery creates the table, and the next transaction commits.
+SELECT success FROM pgshard.run_command_on_workers($$DROP TABLE pgshard.commit_decision$$) WHERE worker = 'w1';
+BEGIN;
+UPDATE acct SET balance = balance + 10 WHERE id = 1;
+UPDATE acct SET balance = balance + 10 WHERE id = 3;
+COMMIT;
+SELECT sum(balance) = :before AS unchanged FROM acct;
+:prepared;
+SELECT * FROM pgshard.recover_transactions();
+SELECT result AS recreated FROM pgshard.run_command_on_workers($$SELECT count(*) FROM pg_policies WHERE tablename = 'commit_decision'$$) WHERE worker = 'w1';
+BEGIN;
+UPDATE acct SET balance = balance + 10 WHERE id = 1;
+UPDATE acct SET balance = balance + 10 WHERE id = 3;
+COMMIT;
+SELECT sum(balance) - :before AS added FROM acct;
+:decisions;
+SELECT * FROM pgshard.recover_transactions();
 -- A transaction that also writes on the coordinator decides there: its commit records are
 -- written with it, both workers prepare, and recovery cleans the records up.
 CREATE TABLE local_log (note text);
@@ -113,6 +142,16 @@ SELECT action, count(*) FROM pgshard.recover_transactions() GROUP BY 1;
 :prepared;
 :decisions;
 SELECT sum(balance) FROM acct;
+-- Interrupted (cancel, terminate) while the deciding worker commits: the coordinator cannot
+-- know whether it did, so the prepared transaction is left to recovery, which finds w2's
+-- decision (here it did commit) and commits it.
+SELECT sum(balance) AS before FROM acct \gset
+SET pgshard.inject_fault = 'interrupt_during_decision';
+UPDATE acct SET balance = balance + 1;
+RESET pgshard.inject_fault;
+:prepared;
+SELECT action, count(*) FROM pgshard.recover_transactions() GROUP BY 1;
+SELECT sum(balance) - :before AS added FROM acct;
 -- The same fault when the coordinator decides: both workers prepared, both committed by
 -- recovery from the commit records.
 BEGIN;
@@ -134,7 +173,9 @@ RESET pgshard.inject_fault;
 :prepared;
 SELECT action, count(*) FROM pgshard.recover_transactions() GROUP BY 1;
 :prepared;
+-- The "rolled back" row stays (for an hour): a decision arriving late cannot land.
 :decisions;
+SELECT success, result FROM pgshard.run_command_on_workers($$INSERT INTO pgshard.commit_decision (gid, committed) SELECT gid, true FROM pgshard.commit_decision WHERE NOT committed$$) WHERE worker = 'w2';
 SELECT sum(balance) FROM acct;
 -- A "committed" decision forged by another role on the deciding worker is not honoured: the
 -- prepared transaction is left in doubt with a warning (the forged row blocks the real one,

@@ -92,7 +92,9 @@ impl Gid {
                     role: parts.next()?.parse().ok()?,
                     decider: fields.next()?.parse().ok()?,
                 };
-                if parts.next().is_some() {
+                // A virtual transaction id is never 0 in either part.
+                let valid = matches!(origin, Origin::Worker { backend, lxid, .. } if backend > 0 && lxid > 0);
+                if parts.next().is_some() || !valid {
                     return None;
                 }
                 origin
@@ -252,6 +254,9 @@ mod tests {
             "pgshard_1_2_v1.2.3_5_6",
             "pgshard_1_2_v1.2.3.4.5_5_6",
             "pgshard_1_2_v1.2.3.4_5_6_7",
+            "pgshard_1_2_v1.0.3.4_5_6",
+            "pgshard_1_2_v1.2.0.4_5_6",
+            "pgshard_1_2_v1.2.3.4_5_x']); DROP TABLE t; --",
             "pgshard_1_2_3_4_",
             "my transaction",
         ] {
