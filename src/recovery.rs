@@ -430,6 +430,7 @@ fn reach_workers(workers: &[Worker], system: u64, database: u32) -> Vec<Option<R
         let read_decisions = &read_decisions;
         async move {
             let (client, _) = connecting.await?;
+            let mut decisions_unreadable = None;
             let decisions = match client.simple_query(read_decisions).await {
                 // Rows are insertable by any role: only what parses as a gid of this
                 // coordinator database is kept, as rendered here.
@@ -442,18 +443,35 @@ fn reach_workers(workers: &[Worker], system: u64, database: u32) -> Vec<Option<R
                 // A worker registered before decisions existed has none: its table is created
                 // now (transactions it would decide fail until then, and roll back).
                 Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
-                    client
-                        .simple_query(CREATE_WORKER_DECISION_TABLE)
-                        .await
-                        .map_err(|e| remote::query_error(&e))?;
+                    if let Err(e) = client.simple_query(CREATE_WORKER_DECISION_TABLE).await {
+                        decisions_unreadable = Some(remote::query_error(&e).message);
+                    }
                     Vec::new()
                 }
-                Err(e) => return Err(remote::query_error(&e)),
+                // The worker's prepared transactions decided elsewhere are still recovered.
+                Err(e) => {
+                    decisions_unreadable = Some(remote::query_error(&e).message);
+                    Vec::new()
+                }
             };
-            Ok::<_, remote::RemoteError>((client, decisions))
+            Ok::<_, remote::RemoteError>((client, decisions, decisions_unreadable))
         }
     });
-    let connected = remote::wait(join_all(connecting), &[]);
+    let connected: Vec<_> = remote::wait(join_all(connecting), &[])
+        .into_iter()
+        .zip(workers)
+        .map(|(connected, worker)| {
+            connected.map(|(client, decisions, unreadable)| {
+                if let Some(message) = unreadable {
+                    pgrx::warning!(
+                        "pgshard: could not read the commit decisions on worker \"{}\": {message}",
+                        worker.name
+                    );
+                }
+                (client, decisions)
+            })
+        })
+        .collect();
     let pattern = &pattern;
     let lists = connected.into_iter().map(|connected| async move {
         let (client, decisions) = connected?;

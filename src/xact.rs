@@ -408,10 +408,10 @@ fn end_remote_transactions(ending: &[Ending]) {
 
 /// Commits the deciding worker in one phase, with one `pgshard.commit_decision` row per
 /// prepared transaction in the same transaction: once that COMMIT returns, the prepared
-/// transactions are to be committed. A failure the worker reports means its transaction
-/// rolled back (so does everything else, with the coordinator's abort); a lost connection
-/// leaves the outcome unknown, and the prepared transactions are left for recovery, which
-/// reads (or settles) the decision on that worker.
+/// transactions are to be committed. An ERROR from the worker means its transaction rolled
+/// back (so does everything else, with the coordinator's abort); no answer (a lost connection,
+/// or none within the wait) leaves the outcome unknown, and the prepared transactions are left
+/// for recovery, which reads (or settles) the decision on that worker.
 fn commit_deciding_worker(last: Ending, prepared: &[Gid]) {
     let rows: Vec<String> = prepared
         .iter()
@@ -422,29 +422,41 @@ fn commit_deciding_worker(last: Ending, prepared: &[Gid]) {
         last.statement,
         rows.join(", ")
     );
-    // In doubt until the worker answers: an interrupt (cancel, terminate) raises out of the
-    // wait below without its answer, and the COMMIT may still happen there; the abort that
-    // follows must then leave the prepared transactions to recovery, not roll them back.
-    IN_DOUBT.with(|d| d.set(true));
-    let token = last.client.cancel_token();
-    let result = remote::wait(last.client.simple_query(&statement), &[token]);
-    if guc::injected_fault().as_deref() == Some("interrupt_during_decision") {
-        // As if a cancel had arrived while the worker committed: no answer seen.
-        PgShardError::new(
-            PgSqlErrorCode::ERRCODE_QUERY_CANCELED,
-            "pgshard.inject_fault: interrupted while the deciding worker committed",
-        )
-        .hint("Test builds only. pgshard.recover_transactions() finishes the transaction as that worker decided.")
-        .raise()
+    // What this transaction wrote to the coordinator's WAL without an xid (a sequence's
+    // nextval, which the workers' rows may hold) must be durable before the workers commit:
+    // the coordinator's own commit will not flush it.
+    // SAFETY: reads this backend's last WAL position and flushes up to it; cheap when flushed.
+    unsafe {
+        if pg_sys::XactLastRecEnd != 0 {
+            pg_sys::XLogFlush(pg_sys::XactLastRecEnd);
+        }
     }
-    // Only an ERROR means its transaction did not commit; a FATAL or PANIC may come after
-    // the commit record is durable, and a lost connection says nothing.
-    let refused =
-        matches!(&result, Err(e) if e.as_db_error().is_some_and(|d| d.severity() == "ERROR"));
-    if result.is_ok() {
+    // In doubt until the worker answers; an error raised in between (none is expected) leaves
+    // the prepared transactions to recovery instead of rolling them back.
+    IN_DOUBT.with(|d| d.set(true));
+    let answer = {
+        // The answer decides the transaction: a cancel or termination must not cut the wait
+        // short and leave the outcome unknown, so interrupts wait (bounded) until it is in.
+        let _held = InterruptsHeld::hold();
+        // (The timer is made inside the runtime, as tokio requires.)
+        remote::wait(
+            async { tokio::time::timeout(END_WAIT, last.client.simple_query(&statement)).await },
+            &[],
+        )
+    };
+    let answer = match answer {
+        Ok(result) if guc::injected_fault().as_deref() != Some("decision_unanswered") => {
+            Some(result)
+        }
+        // Timed out (or, in tests, as if it had).
+        _ => None,
+    };
+    let refused = matches!(&answer, Some(Err(e)) if is_error_severity(e));
+    let committed = matches!(answer, Some(Ok(_)));
+    if committed {
         DECIDED.with(|d| d.set(true));
     }
-    if result.is_ok() || refused {
+    if committed || refused {
         IN_DOUBT.with(|d| d.set(false));
     }
     OPEN.with(|open| {
@@ -453,26 +465,14 @@ fn commit_deciding_worker(last: Ending, prepared: &[Gid]) {
             .iter_mut()
             .find(|t| t.worker.name == last.worker)
         {
-            // After an error the block stays open (aborted) and the abort rolls it back.
-            t.began = refused;
+            // Unless it committed, a ROLLBACK ends whatever is left (after a refusal the
+            // block stays open, aborted); a closed connection is skipped.
+            t.began = !committed;
         }
     });
-    match result {
-        Ok(_) => {}
-        Err(_) if !refused => PgShardError::new(
-            PgSqlErrorCode::ERRCODE_T_R_STATEMENT_COMPLETION_UNKNOWN,
-            format!(
-                "lost the connection to worker \"{}\" while it committed; whether the \
-                     transaction committed is not known",
-                last.worker
-            ),
-        )
-        .hint(
-            "pgshard.recover_transactions() (run every pgshard.recovery_interval) finishes \
-                 it on every worker as that worker decided; check the data before retrying.",
-        )
-        .raise(),
-        Err(e) => {
+    match answer {
+        Some(Ok(_)) => {}
+        Some(Err(e)) if refused => {
             let mut error = remote::query_error(&e);
             if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) {
                 error.hint = "The worker has no pgshard.commit_decision table (it was registered \
@@ -481,6 +481,48 @@ fn commit_deciding_worker(last: Ending, prepared: &[Gid]) {
             }
             error.raise_for(&last.worker, "commit on")
         }
+        _ => PgShardError::new(
+            PgSqlErrorCode::ERRCODE_T_R_STATEMENT_COMPLETION_UNKNOWN,
+            format!(
+                "no answer from worker \"{}\" while it committed (the connection was lost, or \
+                 it did not answer within {} s); whether the transaction committed is not known",
+                last.worker,
+                END_WAIT.as_secs()
+            ),
+        )
+        .hint(
+            "pgshard.recover_transactions() (run every pgshard.recovery_interval) finishes it on \
+             every worker as that worker decided; check the data before retrying.",
+        )
+        .raise(),
+    }
+}
+
+/// Whether a worker's error is of ERROR severity (its transaction rolled back), read from the
+/// untranslated severity field when the worker sends it.
+fn is_error_severity(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|d| match d.parsed_severity() {
+        Some(severity) => severity == tokio_postgres::error::Severity::Error,
+        None => d.severity() == "ERROR",
+    })
+}
+
+/// PostgreSQL's HOLD_INTERRUPTS while alive: cancel and termination requests wait (they stay
+/// pending and are served after).
+struct InterruptsHeld;
+
+impl InterruptsHeld {
+    fn hold() -> InterruptsHeld {
+        // SAFETY: this backend's holdoff counter, restored on drop (also while unwinding).
+        unsafe { pg_sys::InterruptHoldoffCount += 1 };
+        InterruptsHeld
+    }
+}
+
+impl Drop for InterruptsHeld {
+    fn drop(&mut self) {
+        // SAFETY: undoes `hold`.
+        unsafe { pg_sys::InterruptHoldoffCount -= 1 };
     }
 }
 
@@ -522,7 +564,17 @@ fn database_id() -> u32 {
 fn finish(committed: bool) {
     SUBTRANSACTIONS.with(|open| open.borrow_mut().clear());
     let open = OPEN.with(|open| std::mem::take(&mut *open.borrow_mut()));
-    let committed = DECIDED.with(|d| d.replace(false)) || committed;
+    let decided = DECIDED.with(|d| d.replace(false));
+    if decided && !committed {
+        PgShardError::new(
+            PgSqlErrorCode::ERRCODE_WARNING,
+            "pgshard: the transaction failed on the coordinator after the workers had decided \
+             to commit; its writes on the workers are committed",
+        )
+        .hint("Do not retry it as a whole: check which of its writes are there.")
+        .warn();
+    }
+    let committed = decided || committed;
     let in_doubt = IN_DOUBT.with(|d| d.replace(false));
     let abandoned = ABANDONED.with(|a| a.replace(false))
         || (committed

@@ -142,11 +142,11 @@ SELECT action, count(*) FROM pgshard.recover_transactions() GROUP BY 1;
 :prepared;
 :decisions;
 SELECT sum(balance) FROM acct;
--- Interrupted (cancel, terminate) while the deciding worker commits: the coordinator cannot
--- know whether it did, so the prepared transaction is left to recovery, which finds w2's
--- decision (here it did commit) and commits it.
+-- No answer from the deciding worker (a lost connection, or none within 10 s; a cancel waits
+-- for the answer): the coordinator cannot know whether it committed, so the prepared
+-- transaction is left to recovery, which finds w2's decision (here it did commit) and commits it.
 SELECT sum(balance) AS before FROM acct \gset
-SET pgshard.inject_fault = 'interrupt_during_decision';
+SET pgshard.inject_fault = 'decision_unanswered';
 UPDATE acct SET balance = balance + 1;
 RESET pgshard.inject_fault;
 :prepared;
