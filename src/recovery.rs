@@ -361,30 +361,16 @@ pub fn recover() -> Vec<(String, String, String)> {
             }
         }
     }
-    let deletes = reached
-        .iter()
-        .zip(&finished_decisions)
-        .map(|(reached, gids)| {
-            let statement = (!gids.is_empty()).then(|| {
-                format!(
-                    "DELETE FROM pgshard.commit_decision WHERE gid = ANY ({}) \
+    let deletes = finished_decisions.iter().map(|gids| {
+        (!gids.is_empty()).then(|| {
+            format!(
+                "DELETE FROM pgshard.commit_decision WHERE gid = ANY ({}) \
                  AND (committed OR decided_at < now() - interval '{ROLLED_BACK_KEPT}')",
-                    text_array(gids)
-                )
-            });
-            let client = reached.as_ref().map(|r| &r.client);
-            async move {
-                match (client, statement) {
-                    (Some(client), Some(statement)) => client
-                        .simple_query(&statement)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| remote::query_error(&e).message),
-                    _ => Ok(()),
-                }
-            }
-        });
-    let deleted = remote::wait(join_all(deletes), &[]);
+                text_array(gids)
+            )
+        })
+    });
+    let deleted = run_on_reached(&reached, deletes.collect());
     for (worker, result) in workers.iter().zip(deleted) {
         if let Err(message) = result {
             pgrx::warning!(
@@ -434,10 +420,8 @@ fn reach_workers(workers: &[Worker], system: u64, database: u32) -> Vec<Option<R
             let decisions = match client.simple_query(read_decisions).await {
                 // Rows are insertable by any role: only what parses as a gid of this
                 // coordinator database is kept, as rendered here.
-                Ok(messages) => first_column(&messages)
+                Ok(messages) => gids_made_by(&messages, system, database)
                     .iter()
-                    .filter_map(|gid| Gid::parse(gid))
-                    .filter(|gid| gid.made_by(system, database))
                     .map(|gid| gid.to_string())
                     .collect(),
                 // A worker registered before decisions existed has none: its table is created
@@ -481,11 +465,7 @@ fn reach_workers(workers: &[Worker], system: u64, database: u32) -> Vec<Option<R
             ))
             .await
             .map_err(|e| remote::query_error(&e))?;
-        let prepared = first_column(&messages)
-            .iter()
-            .filter_map(|gid| Gid::parse(gid))
-            .filter(|gid| gid.made_by(system, database))
-            .collect();
+        let prepared = gids_made_by(&messages, system, database);
         Ok::<_, remote::RemoteError>(Reached {
             client,
             decisions,
@@ -545,9 +525,8 @@ fn settle_worker_decisions(
             }
         }
     }
-    let settling = reached.iter().zip(&asked).map(|(reached, asked)| {
-        let client = reached.as_ref().map(|r| &r.client);
-        let statement = (!asked.is_empty()).then(|| {
+    let settling = asked.iter().map(|asked| {
+        (!asked.is_empty()).then(|| {
             let gids: Vec<String> = asked.iter().map(|(g, _)| g.clone()).collect();
             let gids = text_array(&gids);
             format!(
@@ -556,18 +535,9 @@ fn settle_worker_decisions(
                  SELECT gid, committed, made_by FROM pgshard.commit_decision \
                  WHERE gid = ANY ({gids})"
             )
-        });
-        async move {
-            match (client, statement) {
-                (Some(client), Some(statement)) => client
-                    .simple_query(&statement)
-                    .await
-                    .map_err(|e| remote::query_error(&e).message),
-                _ => Ok(Vec::new()),
-            }
-        }
+        })
     });
-    let settled = remote::wait(join_all(settling), &[]);
+    let settled = run_on_reached(reached, settling.collect());
     let mut decisions = std::collections::HashMap::new();
     for ((worker, asked), result) in workers.iter().zip(&asked).zip(settled) {
         let messages = match result {
@@ -603,15 +573,38 @@ fn settle_worker_decisions(
     decisions
 }
 
-/// The first column of every row in `messages`.
-fn first_column(messages: &[SimpleQueryMessage]) -> Vec<String> {
+/// The gids of coordinator database `database` of server `system` among the first column of
+/// `messages`; anything else there is ignored.
+fn gids_made_by(messages: &[SimpleQueryMessage], system: u64, database: u32) -> Vec<Gid> {
     messages
         .iter()
         .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+            SimpleQueryMessage::Row(row) => row.get(0).and_then(Gid::parse),
             _ => None,
         })
+        .filter(|gid| gid.made_by(system, database))
         .collect()
+}
+
+/// Runs `statements[i]` (if any) on reached worker `i`, all concurrently; a worker not
+/// reached, or without a statement, answers with no messages.
+fn run_on_reached(
+    reached: &[Option<Reached>],
+    statements: Vec<Option<String>>,
+) -> Vec<Result<Vec<SimpleQueryMessage>, String>> {
+    let runs = reached.iter().zip(statements).map(|(reached, statement)| {
+        let client = reached.as_ref().map(|r| &r.client);
+        async move {
+            match (client, statement) {
+                (Some(client), Some(statement)) => client
+                    .simple_query(&statement)
+                    .await
+                    .map_err(|e| remote::query_error(&e).message),
+                _ => Ok(Vec::new()),
+            }
+        }
+    });
+    remote::wait(join_all(runs), &[])
 }
 
 /// Registers the recovery launcher; from `_PG_init` while preloading.

@@ -204,12 +204,21 @@ fn connection_user(config: &Config) -> String {
     if let Some(user) = config.get_user() {
         return user.to_string();
     }
-    // SAFETY: GetUserNameFromId returns a palloc'd C string for a valid role oid, or errors.
+    // SAFETY: reads the current role of this backend.
+    role_name(unsafe { pg_sys::GetUserId() }).expect("the current role exists")
+}
+
+/// The name of role `role`, `None` when there is no such role.
+fn role_name(role: pg_sys::Oid) -> Option<String> {
+    // SAFETY: GetUserNameFromId with noerr returns NULL for a missing role, or a palloc'd
+    // C string.
     unsafe {
-        let name = pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false);
-        std::ffi::CStr::from_ptr(name)
-            .to_string_lossy()
-            .into_owned()
+        let name = pg_sys::GetUserNameFromId(role, true);
+        (!name.is_null()).then(|| {
+            std::ffi::CStr::from_ptr(name)
+                .to_string_lossy()
+                .into_owned()
+        })
     }
 }
 
@@ -226,18 +235,9 @@ pub fn role_oid(name: &str) -> u32 {
 /// [`connection_user`]); `None` when the conninfo names no user and the role is gone.
 pub fn connection_user_for_role(worker: &Worker, role: u32) -> Option<String> {
     let config = pgshard_core::conninfo::parse(&worker.conninfo).ok()?;
-    if let Some(user) = config.get_user() {
-        return Some(user.to_string());
-    }
-    // SAFETY: GetUserNameFromId with noerr returns NULL for a missing role, or a palloc'd
-    // C string.
-    unsafe {
-        let name = pg_sys::GetUserNameFromId(pg_sys::Oid::from(role), true);
-        (!name.is_null()).then(|| {
-            std::ffi::CStr::from_ptr(name)
-                .to_string_lossy()
-                .into_owned()
-        })
+    match config.get_user() {
+        Some(user) => Some(user.to_string()),
+        None => role_name(pg_sys::Oid::from(role)),
     }
 }
 
