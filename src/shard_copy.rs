@@ -8,6 +8,7 @@
 //! gives the runtime a turn every few hundred rows, so the buffers sent go out while the next
 //! ones fill, and the coordinator and the workers use the cores at the same time.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -24,6 +25,10 @@ pub struct ShardCopy<'a> {
     columns: &'a str,
     flush_bytes: usize,
     buffers: Vec<Vec<u8>>,
+    /// Per shard, the size at which its buffer is sent next: a sixteenth of `flush_bytes` at
+    /// first, doubling with every batch up to `flush_bytes`. Small first batches get the
+    /// workers going early; the coordinator alone reads until a first batch is full.
+    batch_bytes: Vec<usize>,
     /// The input line of each buffered row, per shard, when the caller tracks them: an error a
     /// worker raises then names the line of the COPY input, not the line of the worker's COPY.
     input_lines: Option<Vec<Vec<u64>>>,
@@ -46,6 +51,7 @@ impl<'a> ShardCopy<'a> {
             columns,
             flush_bytes,
             buffers: vec![Vec::new(); table.shards.len()],
+            batch_bytes: vec![(flush_bytes / 16).max(1); table.shards.len()],
             input_lines: None,
         }
     }
@@ -95,31 +101,44 @@ impl<'a> ShardCopy<'a> {
                 self.send(None);
                 return;
             }
-            if self.buffers.iter().any(|b| b.len() >= self.flush_bytes) {
+            if self
+                .buffers
+                .iter()
+                .zip(&self.batch_bytes)
+                .any(|(b, &n)| b.len() >= n)
+            {
                 break;
             }
         }
         self.send(Some(&mut produce));
     }
 
-    /// The buffers holding at least `min_bytes`, taken out; with `more` rows to come, each is
-    /// replaced by one already large enough for a batch (growing it row by row would copy it
-    /// over and over and fault in fresh pages each time).
-    fn take_batches(&mut self, min_bytes: usize, more: bool) -> Vec<Batch> {
+    /// The buffers holding a batch (with `more` rows to come) or anything (at the end), taken
+    /// out; with `more`, each is replaced by a buffer for its next batch: a sent one from
+    /// `spare` if there is one, else a new one. Growing a buffer row by row would copy it over and over, and a
+    /// new buffer of a megabyte is fresh memory whose every page the kernel must fault in and
+    /// zero (a sixth of the coordinator's time in a COPY before buffers were reused).
+    fn take_batches(&mut self, more: bool, spare: &RefCell<Vec<Vec<u8>>>) -> Vec<Batch> {
         let mut batches = Vec::new();
-        let capacity = if more {
-            self.flush_bytes + self.flush_bytes / 4
-        } else {
-            0
-        };
         for index in 0..self.buffers.len() {
-            if self.buffers[index].len() >= min_bytes.max(1) {
+            let batch_bytes = if more { self.batch_bytes[index] } else { 1 };
+            if self.buffers[index].len() >= batch_bytes {
                 let lines = match self.input_lines.as_mut() {
                     Some(lines) => std::mem::take(&mut lines[index]),
                     None => Vec::new(),
                 };
-                let full =
-                    std::mem::replace(&mut self.buffers[index], Vec::with_capacity(capacity));
+                let replacement = if more {
+                    let next = (2 * batch_bytes).min(self.flush_bytes);
+                    self.batch_bytes[index] = next;
+                    // Room for the row that crosses the limit.
+                    let capacity = next + next / 4;
+                    let mut buffer = spare.borrow_mut().pop().unwrap_or_default();
+                    buffer.reserve(capacity);
+                    buffer
+                } else {
+                    Vec::new()
+                };
+                let full = std::mem::replace(&mut self.buffers[index], replacement);
                 let data = Bytes::from(full);
                 batches.push(Batch { index, data, lines });
             }
@@ -155,6 +174,9 @@ impl<'a> ShardCopy<'a> {
         let (senders, receivers): (Vec<_>, Vec<_>) =
             workers.iter().map(|_| mpsc::channel::<Batch>(room)).unzip();
         let columns = self.columns;
+        // Buffers whose batch has been sent, for the feed to fill again.
+        let spare_buffers = RefCell::new(Vec::new());
+        let spare = &spare_buffers;
         let loads = connections
             .iter_mut()
             .zip(receivers)
@@ -173,10 +195,16 @@ impl<'a> ShardCopy<'a> {
                         let copied = async {
                             let sink = client.copy_in::<_, Bytes>(&statement).await?;
                             let mut sink = std::pin::pin!(sink);
-                            sink.send(batch.data).await?;
+                            sink.send(batch.data.clone()).await?;
                             sink.as_mut().finish().await
                         };
                         copied.await.map_err(|e| (e, Some(batch.lines)))?;
+                        // The connection has written the batch out and let go of it by now.
+                        if let Ok(sent) = batch.data.try_into_mut() {
+                            let mut buffer = Vec::from(sent);
+                            buffer.clear();
+                            spare.borrow_mut().push(buffer);
+                        }
                     }
                     Ok::<(), (tokio_postgres::Error, Option<Vec<u64>>)>(())
                 }
@@ -193,7 +221,7 @@ impl<'a> ShardCopy<'a> {
                     Some(produce) => (0..ROWS_PER_TURN).all(|_| produce(self)),
                     None => false,
                 };
-                let batches = self.take_batches(if more { self.flush_bytes } else { 1 }, more);
+                let batches = self.take_batches(more, spare);
                 crate::stats::count(batches.iter().map(|b| shards[b.index].id), true);
                 for batch in batches {
                     // A worker that failed has stopped receiving; its error is what is raised.
