@@ -95,6 +95,9 @@ SELECT pgshard.shard_table('pgbench_accounts', 'aid', shard_count => 8);
 SELECT pgshard.shard_table('pgbench_tellers', 'tid', shard_count => 8);
 SELECT pgshard.shard_table('pgbench_branches', 'bid', shard_count => 8);
 SELECT pgshard.shard_table('pgbench_history', 'aid', shard_count => 8);
+-- pgbench -i vacuumed and analyzed the tables before they were sharded; the shards get the
+-- same, as single's tables and fdw's partitions do.
+VACUUM ANALYZE pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history;
 SQL
 
 log "building the fdw system: 8 hash partitions per table as foreign tables on the 2 workers"

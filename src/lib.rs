@@ -18,6 +18,7 @@ mod execution;
 mod guc;
 mod hashing;
 mod join;
+mod maintenance;
 mod metadata;
 mod modify;
 mod operations;

@@ -1,6 +1,6 @@
 //! The utility hook: COPY with a sharded or reference table is routed (`copy.rs`); TRUNCATE and
 //! DROP TABLE of one act on its shards too; other schema changes follow on the shards
-//! (`ddl.rs`).
+//! (`ddl.rs`); VACUUM and ANALYZE run on the shards after the coordinator (`maintenance.rs`).
 
 use std::ffi::c_char;
 
@@ -54,6 +54,7 @@ unsafe extern "C-unwind" fn pgshard_utility(
     refuse_domain_changes((*pstmt).utilityStmt);
     distribute_truncate_and_drop((*pstmt).utilityStmt);
     let schema_change = crate::ddl::prepare((*pstmt).utilityStmt, query_string);
+    let maintenance = crate::maintenance::prepare((*pstmt).utilityStmt);
     // Two calls rather than one function pointer: pgrx exposes standard_ProcessUtility as a
     // guarded Rust function, not as a value of the hook's C-ABI type.
     match PREVIOUS_UTILITY {
@@ -80,6 +81,9 @@ unsafe extern "C-unwind" fn pgshard_utility(
     }
     if let Some(change) = schema_change {
         crate::ddl::apply(change);
+    }
+    if let Some(pending) = maintenance {
+        crate::maintenance::apply(pending);
     }
 }
 

@@ -8,6 +8,7 @@ pub mod ddl;
 pub mod envelope;
 pub mod layout;
 pub mod leftovers;
+pub mod maintenance;
 pub mod merge;
 pub mod statements;
 pub mod progress;
