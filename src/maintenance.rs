@@ -5,8 +5,8 @@
 //!
 //! VACUUM cannot run in a transaction block, on the workers either: it runs there outside
 //! transactions, each worker's shards one after another, the workers in parallel. ANALYZE alone
-//! inside a transaction block runs in the block's distributed transaction (so it sees shards
-//! the transaction created), and outside one like VACUUM.
+//! inside a transaction block or a function runs in the distributed transaction (so it sees
+//! shards the transaction created), and otherwise like VACUUM.
 
 use pgrx::prelude::*;
 use pgshard_core::maintenance::{Maintenance, OptionValue};
@@ -23,6 +23,8 @@ pub struct Pending {
     maintenance: Maintenance,
     /// The distributed tables and the quoted columns given for each (empty: all).
     tables: Vec<(pg_sys::Oid, Vec<String>)>,
+    /// Run by the client, not from inside a function (where ANALYZE may run too).
+    top_level: bool,
 }
 
 /// Looks at a utility statement before PostgreSQL runs it; `Some` for a VACUUM or ANALYZE
@@ -30,7 +32,7 @@ pub struct Pending {
 ///
 /// # Safety
 /// `statement` must be NULL or a valid parse tree of a utility statement.
-pub unsafe fn prepare(statement: *mut pg_sys::Node) -> Option<Pending> {
+pub unsafe fn prepare(statement: *mut pg_sys::Node, top_level: bool) -> Option<Pending> {
     if statement.is_null()
         || (*statement).type_ != pg_sys::NodeTag::T_VacuumStmt
         || !metadata::any_sharded()
@@ -78,6 +80,7 @@ pub unsafe fn prepare(statement: *mut pg_sys::Node) -> Option<Pending> {
             options,
         },
         tables,
+        top_level,
     })
 }
 
@@ -123,7 +126,7 @@ pub fn apply(pending: Pending) {
                     metadata::qualified_name(*oid)
                 ),
             )
-            .hint("A shard move, split or schema change of the table is running.")
+            .hint("Another VACUUM or ANALYZE of the table, a shard move or split, or a schema change holds it; run the statement again later.")
             .warn();
             continue;
         }
@@ -158,8 +161,8 @@ pub fn apply(pending: Pending) {
         "analyze shards on"
     };
     // SAFETY: reads the transaction state of this backend.
-    let in_block = unsafe { pg_sys::IsTransactionBlock() };
-    if maintenance.outside_transactions(in_block) {
+    let in_transaction = unsafe { pg_sys::IsTransactionBlock() } || !pending.top_level;
+    if maintenance.outside_transactions(in_transaction) {
         if let Err((worker, error)) = remote::run_outside_transactions(&workers, &scripts) {
             error.raise_for(&worker, doing);
         }

@@ -54,7 +54,8 @@ unsafe extern "C-unwind" fn pgshard_utility(
     refuse_domain_changes((*pstmt).utilityStmt);
     distribute_truncate_and_drop((*pstmt).utilityStmt);
     let schema_change = crate::ddl::prepare((*pstmt).utilityStmt, query_string);
-    let maintenance = crate::maintenance::prepare((*pstmt).utilityStmt);
+    let top_level = context == pg_sys::ProcessUtilityContext::PROCESS_UTILITY_TOPLEVEL;
+    let maintenance = crate::maintenance::prepare((*pstmt).utilityStmt, top_level);
     // Two calls rather than one function pointer: pgrx exposes standard_ProcessUtility as a
     // guarded Rust function, not as a value of the hook's C-ABI type.
     match PREVIOUS_UTILITY {

@@ -78,6 +78,16 @@ INSERT INTO fresh SELECT g, g FROM generate_series(1, 100) g;
 ANALYZE fresh (v);
 COMMIT;
 SELECT * FROM upkeep('fresh');
+-- So does ANALYZE in a function, whose statement is one transaction.
+CREATE FUNCTION make_and_analyze() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  CREATE TABLE fresher (id bigint, v int);
+  PERFORM pgshard.shard_table('fresher', 'id', shard_count => 2);
+  INSERT INTO fresher SELECT g, g FROM generate_series(1, 100) g;
+  ANALYZE fresher;
+END $$;
+SELECT make_and_analyze();
+SELECT * FROM upkeep('fresher');
 
 -- A role that may not vacuum the table: PostgreSQL skips it with a warning, and so do the
 -- shards.
@@ -112,7 +122,8 @@ SELECT count(*) FROM pgshard.shards s,
 VACUUM later;
 SELECT worker, vacuums FROM shard_upkeep('later');
 
-DROP TABLE readings, units, notes, later, fresh;
+DROP TABLE readings, units, notes, later, fresh, fresher;
+DROP FUNCTION make_and_analyze();
 DROP FUNCTION upkeep(regclass);
 DROP FUNCTION shard_upkeep(regclass);
 DROP ROLE regress_upkeep;

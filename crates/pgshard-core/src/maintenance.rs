@@ -57,10 +57,11 @@ impl Maintenance {
             .is_some_and(|(_, value)| is_true(value.as_ref()))
     }
 
-    /// Whether the shards must run it outside a transaction block: VACUUM must; ANALYZE alone
-    /// may run inside one, and then does so in the coordinator's distributed transaction.
-    pub fn outside_transactions(&self, in_transaction_block: bool) -> bool {
-        self.vacuum || !in_transaction_block
+    /// Whether the shards run it outside transactions: VACUUM always (it cannot run in one);
+    /// ANALYZE alone when the coordinator's statement is not part of a larger transaction (a
+    /// transaction block, or a function's statement), which it otherwise joins.
+    pub fn outside_transactions(&self, in_larger_transaction: bool) -> bool {
+        self.vacuum || !in_larger_transaction
     }
 }
 
