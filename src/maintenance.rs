@@ -14,8 +14,8 @@ use pgshard_core::maintenance::{Maintenance, OptionValue};
 use crate::deparse::list_pointers;
 use crate::error::PgShardError;
 use crate::execution::workers_of;
-use crate::metadata::{self, cstr, quote_ident, LatestSnapshot};
-use crate::remote;
+use crate::metadata::{self, cstr, quote_ident, Shard};
+use crate::remote::{self, Worker};
 use crate::xact::{self, Access};
 
 /// A VACUUM or ANALYZE the shards will run once PostgreSQL has run it on the coordinator.
@@ -23,8 +23,9 @@ pub struct Pending {
     maintenance: Maintenance,
     /// The distributed tables and the quoted columns given for each (empty: all).
     tables: Vec<(pg_sys::Oid, Vec<String>)>,
-    /// Run by the client, not from inside a function (where ANALYZE may run too).
-    top_level: bool,
+    /// The statement is part of a larger transaction (a transaction block, or a function's
+    /// statement), as PostgreSQL's `IsInTransactionBlock` tells it.
+    in_outer_transaction: bool,
 }
 
 /// Looks at a utility statement before PostgreSQL runs it; `Some` for a VACUUM or ANALYZE
@@ -62,7 +63,8 @@ pub unsafe fn prepare(statement: *mut pg_sys::Node, top_level: bool) -> Option<P
             .collect()
     };
     // PostgreSQL skips, with a warning, the tables the user may not vacuum or analyze; their
-    // shards are skipped too (the workers would not know: pgshard connects as its own role).
+    // shards are skipped too (the workers would not know: pgshard connects as the conninfo's
+    // user, which may own the shards).
     let tables: Vec<_> = tables
         .into_iter()
         .filter(|(oid, _)| may_maintain(*oid))
@@ -80,7 +82,7 @@ pub unsafe fn prepare(statement: *mut pg_sys::Node, top_level: bool) -> Option<P
             options,
         },
         tables,
-        top_level,
+        in_outer_transaction: pg_sys::IsInTransactionBlock(top_level),
     })
 }
 
@@ -112,40 +114,85 @@ fn may_maintain(oid: pg_sys::Oid) -> bool {
 
 /// Runs the statement on the shards of every table PostgreSQL has just processed.
 pub fn apply(pending: Pending) {
-    // VACUUM leaves no active snapshot; the catalog reads need one.
-    let _latest = LatestSnapshot::push();
     let maintenance = &pending.maintenance;
-    let mut shards = Vec::new();
-    for (oid, columns) in &pending.tables {
-        // Moves and splits take this lock: the shards stay where they are until the end.
-        if !metadata::lock_against_operations(*oid, !maintenance.skip_locked()) {
-            PgShardError::new(
-                PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
-                format!(
-                    "skipping the shards of {}: lock not available",
-                    metadata::qualified_name(*oid)
-                ),
-            )
-            .hint("Another VACUUM or ANALYZE of the table, a shard move or split, or a schema change holds it; run the statement again later.")
-            .warn();
-            continue;
-        }
-        // Dropped since PostgreSQL's own statement ran (it released its lock): nothing to do.
-        let Some(table) = metadata::sharded_table(*oid) else {
-            continue;
-        };
-        for shard in &table.shards {
-            shards.push((
-                shard.clone(),
-                maintenance.statement(&shard.relation, columns),
-            ));
-        }
-    }
-    if shards.is_empty() {
+    // A read-only transaction cannot have created shards, and could not record a two-phase
+    // commit's decision: its ANALYZE runs outside it.
+    // SAFETY: reads a global of this backend.
+    let read_only = unsafe { pg_sys::XactReadOnly };
+    if !maintenance.outside_transactions(pending.in_outer_transaction && !read_only) {
+        let shards: Vec<_> = pending
+            .tables
+            .iter()
+            .filter_map(|(oid, columns)| lock_and_list(*oid, columns, maintenance))
+            .flatten()
+            .collect();
+        run_in_transaction(&shards, maintenance);
         return;
     }
-    let workers = workers_of(shards.iter().map(|(shard, _)| shard));
-    let scripts: Vec<Vec<String>> = workers
+    // Table by table, as PostgreSQL's VACUUM does: each table's lock is held only while its
+    // shards run (no lock order between tables to deadlock on, moves of the other tables go
+    // on), and no snapshot is held while the workers work, which would hold back the
+    // coordinator's cleanup horizon for the whole run.
+    for (oid, columns) in &pending.tables {
+        let Some(shards) = lock_and_list(*oid, columns, maintenance) else {
+            continue;
+        };
+        // SAFETY: drops this backend's catalog snapshot; the next catalog access takes a new one.
+        unsafe { pg_sys::InvalidateCatalogSnapshot() };
+        let result = run_outside_transactions(&shards);
+        // SAFETY: releases the lock lock_and_list took in this transaction.
+        unsafe { pg_sys::UnlockRelationOid(*oid, pg_sys::ShareUpdateExclusiveLock as i32) };
+        if let Err((worker, error)) = result {
+            error.raise_for(&worker, doing(maintenance));
+        }
+    }
+}
+
+/// Takes the lock moves and splits take on the table, so that its shards stay where they are,
+/// and lists every shard with the statement it runs; `None` when the table is skipped (its
+/// lock is not free under SKIP_LOCKED, or it was dropped since PostgreSQL's statement ran).
+fn lock_and_list(
+    oid: pg_sys::Oid,
+    columns: &[String],
+    maintenance: &Maintenance,
+) -> Option<Vec<(Shard, String)>> {
+    if !metadata::lock_against_operations(oid, !maintenance.skip_locked()) {
+        PgShardError::new(
+            PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
+            format!(
+                "skipping the shards of {}: lock not available",
+                metadata::qualified_name(oid)
+            ),
+        )
+        .hint("Autovacuum, another VACUUM or ANALYZE of the table, a shard move or split, or a schema change holds it; run the statement again later.")
+        .warn();
+        return None;
+    }
+    let table = metadata::sharded_table(oid)?;
+    Some(
+        table
+            .shards
+            .iter()
+            .map(|shard| {
+                let statement = maintenance.statement(&shard.relation, columns);
+                (shard.clone(), statement)
+            })
+            .collect(),
+    )
+}
+
+/// What the shards do, for errors: "could not vacuum shards on worker …".
+fn doing(maintenance: &Maintenance) -> &'static str {
+    if maintenance.vacuum {
+        "vacuum shards on"
+    } else {
+        "analyze shards on"
+    }
+}
+
+/// Each worker's statements, in the order of `workers`.
+fn scripts_per_worker(shards: &[(Shard, String)], workers: &[Worker]) -> Vec<Vec<String>> {
+    workers
         .iter()
         .map(|worker| {
             shards
@@ -154,20 +201,25 @@ pub fn apply(pending: Pending) {
                 .map(|(_, statement)| statement.clone())
                 .collect()
         })
-        .collect();
-    let doing = if maintenance.vacuum {
-        "vacuum shards on"
-    } else {
-        "analyze shards on"
-    };
-    // SAFETY: reads the transaction state of this backend.
-    let in_transaction = unsafe { pg_sys::IsTransactionBlock() } || !pending.top_level;
-    if maintenance.outside_transactions(in_transaction) {
-        if let Err((worker, error)) = remote::run_outside_transactions(&workers, &scripts) {
-            error.raise_for(&worker, doing);
-        }
+        .collect()
+}
+
+/// Runs the shards' statements outside transactions: each worker's one after another, the
+/// workers in parallel.
+fn run_outside_transactions(
+    shards: &[(Shard, String)],
+) -> Result<(), (String, remote::RemoteError)> {
+    let workers = workers_of(shards.iter().map(|(shard, _)| shard));
+    remote::run_outside_transactions(&workers, &scripts_per_worker(shards, &workers))
+}
+
+/// Runs the shards' statements in the transaction's remote transactions.
+fn run_in_transaction(shards: &[(Shard, String)], maintenance: &Maintenance) {
+    if shards.is_empty() {
         return;
     }
+    let workers = workers_of(shards.iter().map(|(shard, _)| shard));
+    let scripts = scripts_per_worker(shards, &workers);
     let mut connections = xact::connections(&workers, Access::Write);
     let joined = connections
         .iter()
@@ -179,7 +231,7 @@ pub fn apply(pending: Pending) {
     let results = xact::run_scripts(&mut connections, joined);
     for (connection, result) in connections.iter().zip(results) {
         if let Err(e) = result {
-            remote::query_error(&e).raise_for(&connection.worker.name, doing);
+            remote::query_error(&e).raise_for(&connection.worker.name, doing(maintenance));
         }
     }
 }

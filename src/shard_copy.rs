@@ -25,10 +25,6 @@ pub struct ShardCopy<'a> {
     columns: &'a str,
     flush_bytes: usize,
     buffers: Vec<Vec<u8>>,
-    /// Per shard, the size at which its buffer is sent next: a sixteenth of `flush_bytes` at
-    /// first, doubling with every batch up to `flush_bytes`. Small first batches get the
-    /// workers going early; the coordinator alone reads until a first batch is full.
-    batch_bytes: Vec<usize>,
     /// The input line of each buffered row, per shard, when the caller tracks them: an error a
     /// worker raises then names the line of the COPY input, not the line of the worker's COPY.
     input_lines: Option<Vec<Vec<u64>>>,
@@ -51,7 +47,6 @@ impl<'a> ShardCopy<'a> {
             columns,
             flush_bytes,
             buffers: vec![Vec::new(); table.shards.len()],
-            batch_bytes: vec![(flush_bytes / 16).max(1); table.shards.len()],
             input_lines: None,
         }
     }
@@ -101,12 +96,7 @@ impl<'a> ShardCopy<'a> {
                 self.send(None);
                 return;
             }
-            if self
-                .buffers
-                .iter()
-                .zip(&self.batch_bytes)
-                .any(|(b, &n)| b.len() >= n)
-            {
+            if self.buffers.iter().any(|b| b.len() >= self.flush_bytes) {
                 break;
             }
         }
@@ -114,24 +104,23 @@ impl<'a> ShardCopy<'a> {
     }
 
     /// The buffers holding a batch (with `more` rows to come) or anything (at the end), taken
-    /// out; with `more`, each is replaced by a buffer for its next batch: a sent one from
-    /// `spare` if there is one, else a new one. Growing a buffer row by row would copy it over and over, and a
-    /// new buffer of a megabyte is fresh memory whose every page the kernel must fault in and
-    /// zero (a sixth of the coordinator's time in a COPY before buffers were reused).
+    /// out; with `more`, each is replaced by a buffer large enough for a batch: a sent one from
+    /// `spare` if there is one, else a new one. Growing a buffer row by row would copy it over
+    /// and over, and a new buffer of a megabyte is fresh memory whose every page the kernel
+    /// must fault in and zero (a sixth of the coordinator's time in an encrypted COPY before
+    /// buffers were reused).
     fn take_batches(&mut self, more: bool, spare: &RefCell<Vec<Vec<u8>>>) -> Vec<Batch> {
         let mut batches = Vec::new();
         for index in 0..self.buffers.len() {
-            let batch_bytes = if more { self.batch_bytes[index] } else { 1 };
+            let batch_bytes = if more { self.flush_bytes.max(1) } else { 1 };
             if self.buffers[index].len() >= batch_bytes {
                 let lines = match self.input_lines.as_mut() {
                     Some(lines) => std::mem::take(&mut lines[index]),
                     None => Vec::new(),
                 };
                 let replacement = if more {
-                    let next = (2 * batch_bytes).min(self.flush_bytes);
-                    self.batch_bytes[index] = next;
-                    // Room for the row that crosses the limit.
-                    let capacity = next + next / 4;
+                    // Room for the rows that cross the limit before it is checked.
+                    let capacity = batch_bytes + batch_bytes / 4;
                     let mut buffer = spare.borrow_mut().pop().unwrap_or_default();
                     buffer.reserve(capacity);
                     buffer
@@ -200,10 +189,9 @@ impl<'a> ShardCopy<'a> {
                         };
                         copied.await.map_err(|e| (e, Some(batch.lines)))?;
                         // The connection has written the batch out and let go of it by now.
-                        if let Ok(sent) = batch.data.try_into_mut() {
-                            let mut buffer = Vec::from(sent);
-                            buffer.clear();
-                            spare.borrow_mut().push(buffer);
+                        if let Ok(mut sent) = batch.data.try_into_mut() {
+                            sent.clear();
+                            spare.borrow_mut().push(Vec::from(sent));
                         }
                     }
                     Ok::<(), (tokio_postgres::Error, Option<Vec<u64>>)>(())

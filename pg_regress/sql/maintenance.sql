@@ -89,6 +89,43 @@ END $$;
 SELECT make_and_analyze();
 SELECT * FROM upkeep('fresher');
 
+-- ... and in the implicit transaction of a multi-statement query string.
+CREATE TABLE implicit (id bigint, v int);
+INSERT INTO implicit SELECT g, g FROM generate_series(1, 100) g;
+SELECT pgshard.shard_table('implicit', 'id', shard_count => 2) \; ANALYZE implicit;
+SELECT * FROM upkeep('implicit');
+-- Statistics gathered in a transaction that rolls back are gone with it.
+CREATE TABLE undone (id bigint, v int);
+SELECT pgshard.shard_table('undone', 'id', shard_count => 2);
+INSERT INTO undone SELECT g, g FROM generate_series(1, 100) g;
+BEGIN;
+ANALYZE undone;
+ROLLBACK;
+\set undone_statistics 'SELECT sum(w.result::int) AS statistics_rows FROM pgshard.shards s, LATERAL pgshard.run_command_on_workers(format($$SELECT count(*) FROM pg_stats WHERE tablename = %L$$, split_part(s.shard_name, $$.$$, 2))) w WHERE s.table_name = $$undone$$::regclass AND w.worker = s.worker'
+:undone_statistics;
+-- In a read-only transaction ANALYZE runs outside it (a read-only transaction could not
+-- record the decision of a commit on two workers).
+BEGIN READ ONLY;
+ANALYZE undone;
+COMMIT;
+:undone_statistics;
+SELECT * FROM upkeep('undone');
+
+-- SKIP_LOCKED: with the table's lock held by another session, PostgreSQL skips the
+-- coordinator's table and pgshard its shards, each with a warning.
+CREATE EXTENSION dblink;
+SELECT dblink_connect('holder', format('host=127.0.0.1 port=%s dbname=%s', current_setting('port'), current_database()));
+SELECT dblink_exec('holder', 'BEGIN');
+SELECT dblink_exec('holder', 'LOCK TABLE units IN SHARE UPDATE EXCLUSIVE MODE');
+SELECT sum(vacuums) AS units_vacuums FROM shard_upkeep('units');
+VACUUM (SKIP_LOCKED) units;
+SELECT sum(vacuums) AS units_vacuums FROM shard_upkeep('units');
+SELECT dblink_exec('holder', 'COMMIT');
+VACUUM (SKIP_LOCKED) units;
+SELECT sum(vacuums) AS units_vacuums FROM shard_upkeep('units');
+SELECT dblink_disconnect('holder');
+DROP EXTENSION dblink;
+
 -- A role that may not vacuum the table: PostgreSQL skips it with a warning, and so do the
 -- shards.
 CREATE ROLE regress_upkeep;
@@ -122,7 +159,7 @@ SELECT count(*) FROM pgshard.shards s,
 VACUUM later;
 SELECT worker, vacuums FROM shard_upkeep('later');
 
-DROP TABLE readings, units, notes, later, fresh, fresher;
+DROP TABLE readings, units, notes, later, fresh, fresher, implicit, undone;
 DROP FUNCTION make_and_analyze();
 DROP FUNCTION upkeep(regclass);
 DROP FUNCTION shard_upkeep(regclass);
