@@ -135,7 +135,17 @@ fn recover_transactions() -> TableIterator<
         name!(action, String),
     ),
 > {
-    TableIterator::new(recover())
+    TableIterator::new(recover().report)
+}
+
+/// What one recovery run did and left.
+pub struct Recovery {
+    /// One row per prepared transaction handled: the worker, its gid, and `committed`,
+    /// `rolled back`, or the error.
+    pub report: Vec<(String, String, String)>,
+    /// Prepared transactions left as they are (still running, or their outcome not known yet,
+    /// or their resolution failed), by worker id.
+    pub unresolved: Vec<(i32, Gid)>,
 }
 
 /// A prepared transaction found on a worker, and what to do with it.
@@ -155,7 +165,7 @@ struct Reached {
     prepared: Vec<Gid>,
 }
 
-pub fn recover() -> Vec<(String, String, String)> {
+pub fn recover() -> Recovery {
     // SAFETY: a plain global of the current transaction.
     if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
         PgShardError::new(
@@ -316,6 +326,11 @@ pub fn recover() -> Vec<(String, String, String)> {
             report.push((workers[index].name.clone(), gid.to_string(), action));
         }
     }
+    let unresolved = in_doubt
+        .iter()
+        .filter(|d| !resolved.contains(&d.gid.to_string()))
+        .map(|d| (workers[d.worker].id, d.gid))
+        .collect();
 
     // A record or decision is no longer needed when its transaction is not prepared on a
     // worker that answered (or was resolved just now), or its worker was removed.
@@ -386,7 +401,7 @@ pub fn recover() -> Vec<(String, String, String)> {
             }
         }
     }
-    report
+    Recovery { report, unresolved }
 }
 
 /// How long a "rolled back" decision stays after its transaction was rolled back: the
@@ -461,7 +476,8 @@ fn reach_workers(workers: &[Worker], system: u64, database: u32) -> Vec<Option<R
         let (client, decisions) = connected?;
         let messages = client
             .simple_query(&format!(
-                "SELECT gid FROM pg_catalog.pg_prepared_xacts WHERE gid LIKE '{pattern}'"
+                "SELECT gid FROM pg_catalog.pg_prepared_xacts WHERE gid LIKE '{pattern}' \
+                 AND database = current_database()"
             ))
             .await
             .map_err(|e| remote::query_error(&e))?;
@@ -705,7 +721,7 @@ pub unsafe extern "C-unwind" fn pgshard_recovery_worker(_arg: pg_sys::Datum) {
         if !installed {
             return;
         }
-        for (worker, gid, action) in recover() {
+        for (worker, gid, action) in recover().report {
             pgrx::log!("pgshard recovery: {action} {gid} on worker \"{worker}\"");
         }
     });

@@ -142,6 +142,7 @@ fn remove_worker(name: &str) {
         .hint("Move its shards to other workers or unshard their tables before removing it.")
         .raise()
     }
+    refuse_while_in_doubt(&worker);
     let left_behind = crate::tables::forget_reference_copies_on(&worker);
     if !left_behind.is_empty() {
         pgrx::notice!(
@@ -155,6 +156,33 @@ fn remove_worker(name: &str) {
     )
     .unwrap_or_else(|e| spi_failed("could not remove the worker", e));
     remote::forget_worker(worker.id);
+}
+
+/// Refuses to remove a worker that prepared transactions still need: ones prepared on it, or
+/// ones whose commit decision it holds (recovery could no longer find the outcome). Recovery
+/// runs first, so only transactions still running or of unknown outcome remain.
+fn refuse_while_in_doubt(worker: &Worker) {
+    let recovery = crate::recovery::recover();
+    let needing: Vec<String> = recovery
+        .unresolved
+        .iter()
+        .filter(|(on, gid)| *on == worker.id || gid.decider() == Some(worker.id))
+        .map(|(_, gid)| gid.to_string())
+        .collect();
+    if needing.is_empty() {
+        return;
+    }
+    PgShardError::new(
+        PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
+        format!(
+            "worker \"{}\" is part of {} prepared transaction(s) that are not resolved yet",
+            worker.name,
+            needing.len()
+        ),
+    )
+    .detail(format!("Prepared transactions: {}.", needing.join(", ")))
+    .hint("They are still committing, or their outcome cannot be read yet (a worker is down). Run SELECT * FROM pgshard.recover_transactions() once they are finished, then remove the worker; if a worker is gone for good, resolve them by hand (COMMIT PREPARED or ROLLBACK PREPARED on the workers that hold them) first.")
+    .raise()
 }
 
 /// Connects to every worker concurrently and reports its health; never raises for a worker

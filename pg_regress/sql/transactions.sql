@@ -206,6 +206,42 @@ SELECT * FROM pgshard.recover_transactions();
 SELECT result FROM pgshard.run_command_on_workers($$SELECT string_agg(gid, ',') FROM pg_prepared_xacts$$) WHERE worker = 'w1';
 SELECT result FROM pgshard.run_command_on_workers($$ROLLBACK PREPARED 'someone_else'$$) WHERE worker = 'w1';
 
+-- A worker that holds the commit decision of a prepared transaction cannot be removed while
+-- the transaction is unresolved: recovery could no longer read the outcome. Here a prepared
+-- transaction on w1 names w_decider (another database of w1's server) as its decider and this
+-- session's running transaction as its coordinator transaction.
+CREATE EXTENSION dblink;
+SELECT conninfo AS w1_conninfo FROM pgshard.worker WHERE name = 'w1' \gset
+SELECT dblink_exec(:'w1_conninfo', 'CREATE DATABASE regress_decider');
+SELECT pgshard.add_worker('w_decider', regexp_replace(:'w1_conninfo', 'dbname=\S+', 'dbname=regress_decider')) AS decider_id \gset
+SELECT system_identifier AS sys, (SELECT oid FROM pg_database WHERE datname = current_database()) AS db,
+  (SELECT oid FROM pg_roles WHERE rolname = current_user) AS role_oid,
+  (SELECT worker_id FROM pgshard.worker WHERE name = 'w1') AS w1_id,
+  regexp_replace(:'w1_conninfo', 'dbname=\S+', 'dbname=regress_decider') AS decider_conninfo
+FROM pg_control_system() \gset
+-- A prepared transaction in the other database of the same server is that worker's alone
+-- (PostgreSQL lists every database's): recovery resolves it there and w1 leaves it.
+SELECT dblink_exec(:'decider_conninfo', format('BEGIN; CREATE TABLE crafted (x int); PREPARE TRANSACTION %L',
+  format('pgshard_%s_%s_v1.1.1.%s_%s_%s', :'sys', :'db', :'role_oid', :decider_id, :w1_id)));
+SELECT worker, action FROM pgshard.recover_transactions();
+BEGIN;
+SELECT format('pgshard_%s_%s_v%s.%s.%s.%s_%s_%s', :'sys', :'db',
+  (extract(epoch FROM pg_postmaster_start_time() - timestamptz '2000-01-01 00:00:00+00') * 1000000)::bigint,
+  split_part(virtualtransaction, '/', 1), split_part(virtualtransaction, '/', 2),
+  :'role_oid', :w1_id, :decider_id) AS crafted_gid
+FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'virtualxid' \gset
+SELECT dblink_exec(:'w1_conninfo', format('BEGIN; CREATE TABLE crafted (x int); PREPARE TRANSACTION %L', :'crafted_gid'));
+\set VERBOSITY terse
+SELECT pgshard.remove_worker('w_decider');
+\set VERBOSITY default
+ROLLBACK;
+-- Once this transaction is over, recovery settles it (no decision: rolled back), and the
+-- worker can go.
+SELECT pgshard.remove_worker('w_decider');
+SELECT result AS crafted_left FROM pgshard.run_command_on_workers(format($$SELECT count(*) FROM pg_prepared_xacts WHERE gid = %L$$, :'crafted_gid')) WHERE worker = 'w1';
+SELECT dblink_exec(:'w1_conninfo', 'DROP DATABASE regress_decider WITH (FORCE)');
+DROP EXTENSION dblink;
+
 -- A worker killed mid-transaction: the commit fails naming it; after its restart the broken
 -- cached connection is not reused. When it is not the deciding worker, its PREPARE fails and
 -- the other worker rolls back at once.

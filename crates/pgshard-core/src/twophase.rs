@@ -68,6 +68,14 @@ impl fmt::Display for Gid {
 }
 
 impl Gid {
+    /// The worker whose commit decides the transaction, for a worker-decided one.
+    pub fn decider(&self) -> Option<i32> {
+        match self.origin {
+            Origin::Worker { decider, .. } => Some(decider),
+            Origin::Coordinator { .. } => None,
+        }
+    }
+
     /// Reads a gid written by [`Gid`]'s `Display`; `None` for anything else (gids of other
     /// software, or of people, are never touched).
     pub fn parse(text: &str) -> Option<Gid> {
