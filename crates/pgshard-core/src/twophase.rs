@@ -201,6 +201,7 @@ mod tests {
         assert!(gid.made_by(7_312_345_678_901_234_567, 16_384));
         assert!(!gid.made_by(7_312_345_678_901_234_567, 16_385));
         assert!(!gid.made_by(1, 16_384));
+        assert_eq!(gid.decider(), None, "the coordinator decides");
     }
 
     #[test]
@@ -228,6 +229,7 @@ mod tests {
             "PREPARE TRANSACTION takes at most 199 bytes"
         );
         assert!(gid.made_by(7_312_345_678_901_234_567, 16_384));
+        assert_eq!(gid.decider(), Some(3));
         // A gid from before a postmaster's start-time epoch is still read back.
         let early = Gid {
             origin: Origin::Worker {
