@@ -146,6 +146,8 @@ pub struct Recovery {
     /// Prepared transactions left as they are (still running, or their outcome not known yet,
     /// or their resolution failed), by worker id.
     pub unresolved: Vec<(i32, Gid)>,
+    /// The workers (ids) that could not be reached: their prepared transactions are unknown.
+    pub unreached: Vec<i32>,
 }
 
 /// A prepared transaction found on a worker, and what to do with it.
@@ -331,6 +333,12 @@ pub fn recover() -> Recovery {
         .filter(|d| !resolved.contains(&d.gid.to_string()))
         .map(|d| (workers[d.worker].id, d.gid))
         .collect();
+    let unreached = workers
+        .iter()
+        .zip(&reached)
+        .filter(|(_, r)| r.is_none())
+        .map(|(w, _)| w.id)
+        .collect();
 
     // A record or decision is no longer needed when its transaction is not prepared on a
     // worker that answered (or was resolved just now), or its worker was removed.
@@ -401,7 +409,11 @@ pub fn recover() -> Recovery {
             }
         }
     }
-    Recovery { report, unresolved }
+    Recovery {
+        report,
+        unresolved,
+        unreached,
+    }
 }
 
 /// How long a "rolled back" decision stays after its transaction was rolled back: the

@@ -170,6 +170,25 @@ fn refuse_while_in_doubt(worker: &Worker) {
         .map(|(_, gid)| gid.to_string())
         .collect();
     if needing.is_empty() {
+        // Another worker that could not be asked may hold transactions the worker decides.
+        let unknown: Vec<String> = all_workers()
+            .into_iter()
+            .filter(|w| w.id != worker.id && recovery.unreached.contains(&w.id))
+            .map(|w| format!("\"{}\"", w.name))
+            .collect();
+        if !unknown.is_empty() {
+            PgShardError::new(
+                PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
+                format!(
+                    "cannot remove worker \"{}\" while worker(s) {} cannot be reached",
+                    worker.name,
+                    unknown.join(", ")
+                ),
+            )
+            .detail("Prepared transactions there may need the commit decisions it holds.")
+            .hint("Remove it once the other workers can be reached again.")
+            .raise()
+        }
         return;
     }
     PgShardError::new(

@@ -235,8 +235,14 @@ SELECT dblink_exec(:'w1_conninfo', format('BEGIN; CREATE TABLE crafted (x int); 
 SELECT pgshard.remove_worker('w_decider');
 \set VERBOSITY default
 ROLLBACK;
--- Once this transaction is over, recovery settles it (no decision: rolled back), and the
--- worker can go.
+-- Once this transaction is over, recovery settles it (no decision: rolled back). While
+-- another worker cannot be reached (it may hold transactions w_decider decides), the worker
+-- stays; then it can go.
+\! pg_ctl -D "$PGSHARD_CLUSTER_DIR/worker_2" -w -m immediate stop > /dev/null
+\set VERBOSITY terse
+SELECT pgshard.remove_worker('w_decider');
+\set VERBOSITY default
+\! pg_ctl -D "$PGSHARD_CLUSTER_DIR/worker_2" -l "$PGSHARD_CLUSTER_DIR/worker_2/server.log" -w start > /dev/null
 SELECT pgshard.remove_worker('w_decider');
 SELECT result AS crafted_left FROM pgshard.run_command_on_workers(format($$SELECT count(*) FROM pg_prepared_xacts WHERE gid = %L$$, :'crafted_gid')) WHERE worker = 'w1';
 SELECT dblink_exec(:'w1_conninfo', 'DROP DATABASE regress_decider WITH (FORCE)');
