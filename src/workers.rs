@@ -142,6 +142,7 @@ fn remove_worker(name: &str) {
         .hint("Move its shards to other workers or unshard their tables before removing it.")
         .raise()
     }
+    refuse_writing_on(&worker);
     refuse_while_in_doubt(&worker);
     let left_behind = crate::tables::forget_reference_copies_on(&worker);
     if !left_behind.is_empty() {
@@ -158,11 +159,49 @@ fn remove_worker(name: &str) {
     remote::forget_worker(worker.id);
 }
 
+/// Refuses to remove a worker in a transaction that wrote on it: its remote transaction there
+/// would prepare or commit after the worker is gone.
+fn refuse_writing_on(worker: &Worker) {
+    if crate::xact::wrote_on(worker.id) {
+        PgShardError::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
+            format!(
+                "cannot remove worker \"{}\" in a transaction that wrote on it",
+                worker.name
+            ),
+        )
+        .hint("Remove the worker in a transaction of its own.")
+        .raise()
+    }
+}
+
 /// Refuses to remove a worker that prepared transactions still need: ones prepared on it, or
 /// ones whose commit decision it holds (recovery could no longer find the outcome). Recovery
 /// runs first, so only transactions still running or of unknown outcome remain.
 fn refuse_while_in_doubt(worker: &Worker) {
+    // SAFETY: a plain global of the current transaction.
+    if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
+        PgShardError::new(
+            PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
+            "pgshard.remove_worker() must run at READ COMMITTED isolation",
+        )
+        .hint("It runs transaction recovery, which must see commit records written after it started; run it outside this transaction.")
+        .raise()
+    }
     let recovery = crate::recovery::recover();
+    if recovery.unreached.contains(&worker.id) {
+        PgShardError::new(
+            PgSqlErrorCode::ERRCODE_WARNING,
+            format!(
+                "worker \"{}\" cannot be reached: prepared transactions of this coordinator on it, if any, stay as they are",
+                worker.name
+            ),
+        )
+        .hint("Before reusing its database, resolve its pgshard_ prepared transactions by hand (pg_prepared_xacts).")
+        .warn();
+        // Its decisions cannot be read anyway: transactions on reachable workers that need
+        // them are among the unresolved ones below.
+    }
     let needing: Vec<String> = recovery
         .unresolved
         .iter()
@@ -174,6 +213,7 @@ fn refuse_while_in_doubt(worker: &Worker) {
         let unknown: Vec<String> = all_workers()
             .into_iter()
             .filter(|w| w.id != worker.id && recovery.unreached.contains(&w.id))
+            .filter(|_| !recovery.unreached.contains(&worker.id))
             .map(|w| format!("\"{}\"", w.name))
             .collect();
         if !unknown.is_empty() {
@@ -200,7 +240,7 @@ fn refuse_while_in_doubt(worker: &Worker) {
         ),
     )
     .detail(format!("Prepared transactions: {}.", needing.join(", ")))
-    .hint("They are still committing, or their outcome cannot be read yet (a worker is down). Run SELECT * FROM pgshard.recover_transactions() once they are finished, then remove the worker; if a worker is gone for good, resolve them by hand (COMMIT PREPARED or ROLLBACK PREPARED on the workers that hold them) first.")
+    .hint("They are still committing, their outcome cannot be read yet (a worker is down), or resolving them failed (see the warnings). Remove the worker again once they are finished; if a worker is gone for good, resolve them by hand first (COMMIT PREPARED or ROLLBACK PREPARED on the workers that hold them).")
     .raise()
 }
 

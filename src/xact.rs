@@ -98,6 +98,16 @@ impl Connection {
     }
 }
 
+/// Whether this transaction has written on `worker_id` (its remote transaction will prepare
+/// or commit there).
+pub fn wrote_on(worker_id: i32) -> bool {
+    OPEN.with(|open| {
+        open.borrow()
+            .iter()
+            .any(|t| t.worker.id == worker_id && t.wrote)
+    })
+}
+
 /// The connection to `worker_id` among `connections`.
 pub fn connection_to(connections: &mut [Connection], worker_id: i32) -> &mut Connection {
     connections

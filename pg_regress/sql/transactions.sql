@@ -214,6 +214,13 @@ CREATE EXTENSION dblink;
 SELECT conninfo AS w1_conninfo FROM pgshard.worker WHERE name = 'w1' \gset
 SELECT dblink_exec(:'w1_conninfo', 'CREATE DATABASE regress_decider');
 SELECT pgshard.add_worker('w_decider', regexp_replace(:'w1_conninfo', 'dbname=\S+', 'dbname=regress_decider')) AS decider_id \gset
+-- Not in a transaction that wrote on it (its remote transaction would prepare there).
+CREATE TABLE decider_ref (id int PRIMARY KEY);
+SELECT pgshard.reference_table('decider_ref');
+BEGIN;
+INSERT INTO decider_ref VALUES (1);
+SELECT pgshard.remove_worker('w_decider');
+ROLLBACK;
 SELECT system_identifier AS sys, (SELECT oid FROM pg_database WHERE datname = current_database()) AS db,
   (SELECT oid FROM pg_roles WHERE rolname = current_user) AS role_oid,
   (SELECT worker_id FROM pgshard.worker WHERE name = 'w1') AS w1_id,
@@ -243,7 +250,11 @@ ROLLBACK;
 SELECT pgshard.remove_worker('w_decider');
 \set VERBOSITY default
 \! pg_ctl -D "$PGSHARD_CLUSTER_DIR/worker_2" -l "$PGSHARD_CLUSTER_DIR/worker_2/server.log" -w start > /dev/null
+-- A worker that is itself unreachable goes, with a warning about what may be left on it.
+\! pg_ctl -D "$PGSHARD_CLUSTER_DIR/worker_1" -w -m immediate stop > /dev/null
 SELECT pgshard.remove_worker('w_decider');
+\! pg_ctl -D "$PGSHARD_CLUSTER_DIR/worker_1" -l "$PGSHARD_CLUSTER_DIR/worker_1/server.log" -w start > /dev/null
+DROP TABLE decider_ref;
 SELECT result AS crafted_left FROM pgshard.run_command_on_workers(format($$SELECT count(*) FROM pg_prepared_xacts WHERE gid = %L$$, :'crafted_gid')) WHERE worker = 'w1';
 SELECT dblink_exec(:'w1_conninfo', 'DROP DATABASE regress_decider WITH (FORCE)');
 DROP EXTENSION dblink;
