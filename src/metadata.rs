@@ -232,6 +232,15 @@ fn ensure_loaded() -> Option<()> {
     if SNAPSHOT.with(|snapshot| snapshot.borrow().is_some()) {
         return Some(());
     }
+    // No catalog access outside a valid transaction: in a transaction block that failed, the
+    // utility hook still sees its ROLLBACK, after the abort released the transaction's locks.
+    // Locks taken then outlived the transaction, and the next one crashed the server (PANIC:
+    // failed to re-find shared lock object). Nothing is sharded as far as such a statement
+    // knows.
+    // SAFETY: reads this backend's transaction state.
+    if !unsafe { pg_sys::IsTransactionState() } {
+        return None;
+    }
     // SAFETY: a catalog lookup by name.
     let extension = unsafe { pg_sys::get_extension_oid(c"pgshard".as_ptr(), true) };
     if extension == pg_sys::InvalidOid {

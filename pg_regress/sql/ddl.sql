@@ -35,6 +35,25 @@ INSERT INTO items SELECT g, 1 + g % 20, 'item ' || g FROM generate_series(1, 100
 INSERT INTO kinds VALUES (1, 'small'), (2, 'large');
 SELECT * FROM shard_shapes('items');
 
+-- A transaction block that changed a sharded table and then failed: ROLLBACK undoes the change
+-- everywhere, and the session goes on.
+BEGIN;
+ALTER TABLE items ADD COLUMN doomed int;
+SELECT x FROM (VALUES (1), (0)) v(x) WHERE 1 / x > 5;
+ROLLBACK;
+SELECT count(*) AS doomed_columns FROM pg_attribute WHERE attrelid = 'items'::regclass AND attname = 'doomed';
+SELECT * FROM shard_shapes('items');
+-- A failed block that changed pgshard's catalog (as shard_table, remove_worker or a move do):
+-- on its ROLLBACK the utility hook read the catalog, whose cached copy the abort had dropped,
+-- in the failed transaction; the locks it took outlived it, and a later statement crashed the
+-- coordinator (PANIC: failed to re-find shared lock object).
+BEGIN;
+SELECT pgshard.invalidate_metadata(0::oid);
+SELECT x FROM (VALUES (1), (0)) v(x) WHERE 1 / x > 5;
+ROLLBACK;
+SELECT count(*) AS sharded_tables FROM pgshard.tables;
+SELECT count(*) AS items FROM items;
+
 -- ADD COLUMN: a constant default fills the rows already on the shards, as PostgreSQL does.
 ALTER TABLE items ADD COLUMN qty int DEFAULT 7 NOT NULL, ADD COLUMN note text;
 SELECT count(*), sum(qty), count(note) FROM items;
