@@ -1459,6 +1459,9 @@ pub fn forget_reference_copies_on(worker: &Worker) -> Vec<String> {
                 "Add another worker first, or unshard the table with pgshard.unshard_table().",
             )
         }
+        // Writers in flight hold this lock until their commit is decided: they are done with
+        // the copy before it leaves the table, and later ones wait and go without it.
+        metadata::lock_reference_writes(oid);
         Spi::run_with_args(
             "DELETE FROM pgshard.placement WHERE shard_id = $1 AND worker_id = $2",
             &[copy.id.into(), worker.id.into()],

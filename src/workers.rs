@@ -143,8 +143,10 @@ fn remove_worker(name: &str) {
         .raise()
     }
     refuse_writing_on(&worker);
-    refuse_while_in_doubt(&worker);
+    // Reference copies first: their writers in flight are waited for, so that recovery then
+    // sees every transaction that may still prepare on the worker or be decided by it.
     let left_behind = crate::tables::forget_reference_copies_on(&worker);
+    refuse_while_in_doubt(&worker);
     if !left_behind.is_empty() {
         pgrx::notice!(
             "the copies of reference tables on worker \"{name}\" are no longer used and were left in place: {}",

@@ -242,6 +242,15 @@ SELECT dblink_exec(:'w1_conninfo', format('BEGIN; CREATE TABLE crafted (x int); 
 SELECT pgshard.remove_worker('w_decider');
 \set VERBOSITY default
 ROLLBACK;
+-- A writer of one of its reference copies still in flight is waited for (here until
+-- lock_timeout): it may yet prepare there, or be decided by it.
+SELECT dblink_connect('writer', format('host=127.0.0.1 port=%s dbname=%s', current_setting('port'), current_database()));
+SELECT dblink_exec('writer', 'BEGIN; INSERT INTO decider_ref VALUES (2)');
+SET lock_timeout = '300ms';
+SELECT pgshard.remove_worker('w_decider');
+RESET lock_timeout;
+SELECT dblink_exec('writer', 'ROLLBACK');
+SELECT dblink_disconnect('writer');
 -- Once this transaction is over, recovery settles it (no decision: rolled back). While
 -- another worker cannot be reached (it may hold transactions w_decider decides), the worker
 -- stays; then it can go.
