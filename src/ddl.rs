@@ -19,7 +19,7 @@ use pgshard_core::layout;
 
 use crate::deparse::list_pointers;
 use crate::error::{spi_failed, PgShardError};
-use crate::execution::workers_of;
+use crate::execution::{statements_per_worker, workers_of};
 use crate::metadata::{self, cstr, quote_ident, AsSuperuser, LatestSnapshot, Shard, ShardedTable};
 use crate::remote;
 use crate::tables::{self, ShardConstraint, TableInfo};
@@ -850,23 +850,11 @@ fn run_concurrently_on_shards(
     render: impl Fn(&Shard) -> Vec<String>,
 ) {
     let workers = workers_of(&sharded.shards);
-    let per_worker = |statements: &dyn Fn(&Shard) -> Vec<String>| -> Vec<Vec<String>> {
-        workers
-            .iter()
-            .map(|worker| {
-                sharded
-                    .shards
-                    .iter()
-                    .filter(|s| s.worker.id == worker.id)
-                    .flat_map(statements)
-                    .collect()
-            })
-            .collect()
-    };
-    let Err((worker, error)) = remote::run_outside_transactions(&workers, &per_worker(&render)) else {
+    let scripts = statements_per_worker(&sharded.shards, &workers, &render);
+    let Err((worker, error)) = remote::run_outside_transactions(&workers, &scripts) else {
         return;
     };
-    let cleanup = per_worker(&|shard: &Shard| {
+    let cleanup = statements_per_worker(&sharded.shards, &workers, |shard: &Shard| {
         steps
             .iter()
             .filter_map(|step| match step {

@@ -182,6 +182,25 @@ pub fn workers_of<'a>(shards: impl IntoIterator<Item = &'a Shard>) -> Vec<Worker
     workers
 }
 
+/// For each of `workers`, the statements `render` gives for its shards among `shards`, in
+/// order: the scripts of `remote::run_outside_transactions`.
+pub fn statements_per_worker(
+    shards: &[Shard],
+    workers: &[Worker],
+    render: impl Fn(&Shard) -> Vec<String>,
+) -> Vec<Vec<String>> {
+    workers
+        .iter()
+        .map(|worker| {
+            shards
+                .iter()
+                .filter(|s| s.worker.id == worker.id)
+                .flat_map(&render)
+                .collect()
+        })
+        .collect()
+}
+
 /// A relation's live (not dropped) columns, in attribute order.
 ///
 /// # Safety

@@ -8,15 +8,16 @@
 //! inside a transaction block or a function runs in the distributed transaction (so it sees
 //! shards the transaction created), and otherwise like VACUUM.
 
+use std::rc::Rc;
+
 use pgrx::prelude::*;
 use pgshard_core::maintenance::{Maintenance, OptionValue};
 
 use crate::deparse::list_pointers;
 use crate::error::PgShardError;
-use crate::execution::workers_of;
-use crate::metadata::{self, cstr, quote_ident, Shard};
-use crate::remote::{self, Worker};
-use crate::xact::{self, Access};
+use crate::execution::{statements_per_worker, workers_of};
+use crate::metadata::{self, cstr, quote_ident, Shard, ShardedTable};
+use crate::remote;
 
 /// A VACUUM or ANALYZE the shards will run once PostgreSQL has run it on the coordinator.
 pub struct Pending {
@@ -115,47 +116,53 @@ fn may_maintain(oid: pg_sys::Oid) -> bool {
 /// Runs the statement on the shards of every table PostgreSQL has just processed.
 pub fn apply(pending: Pending) {
     let maintenance = &pending.maintenance;
+    let doing = if maintenance.vacuum {
+        "vacuum shards on"
+    } else {
+        "analyze shards on"
+    };
     // A read-only transaction cannot have created shards, and could not record a two-phase
     // commit's decision: its ANALYZE runs outside it.
     // SAFETY: reads a global of this backend.
     let read_only = unsafe { pg_sys::XactReadOnly };
-    if !maintenance.outside_transactions(pending.in_outer_transaction && !read_only) {
-        let shards: Vec<_> = pending
-            .tables
-            .iter()
-            .filter_map(|(oid, columns)| lock_and_list(*oid, columns, maintenance))
-            .flatten()
-            .collect();
-        run_in_transaction(&shards, maintenance);
-        return;
-    }
-    // Table by table, as PostgreSQL's VACUUM does: each table's lock is held only while its
-    // shards run (no lock order between tables to deadlock on, moves of the other tables go
-    // on), and no snapshot is held while the workers work, which would hold back the
-    // coordinator's cleanup horizon for the whole run.
+    let outside = maintenance.outside_transactions(pending.in_outer_transaction && !read_only);
     for (oid, columns) in &pending.tables {
-        let Some(shards) = lock_and_list(*oid, columns, maintenance) else {
+        let Some(table) = lock_table(*oid, maintenance) else {
             continue;
         };
+        let statement = |shard: &Shard| maintenance.statement(&shard.relation, columns);
+        if !outside {
+            // In the transaction's remote transactions; the lock is held to its end.
+            crate::tables::run_on_workers_of(&table.shards, doing, |shards| {
+                shards
+                    .iter()
+                    .map(|s| statement(s))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            });
+            continue;
+        }
+        // Table by table, as PostgreSQL's VACUUM does: each table's lock is held only while its
+        // shards run (no lock order between tables to deadlock on, moves of the other tables
+        // go on), and no snapshot is held while the workers work, which would hold back the
+        // coordinator's cleanup horizon for the whole run.
         // SAFETY: drops this backend's catalog snapshot; the next catalog access takes a new one.
         unsafe { pg_sys::InvalidateCatalogSnapshot() };
-        let result = run_outside_transactions(&shards);
-        // SAFETY: releases the lock lock_and_list took in this transaction.
+        let workers = workers_of(&table.shards);
+        let scripts = statements_per_worker(&table.shards, &workers, |s| vec![statement(s)]);
+        let result = remote::run_outside_transactions(&workers, &scripts);
+        // SAFETY: releases the lock lock_table took in this transaction.
         unsafe { pg_sys::UnlockRelationOid(*oid, pg_sys::ShareUpdateExclusiveLock as i32) };
         if let Err((worker, error)) = result {
-            error.raise_for(&worker, doing(maintenance));
+            error.raise_for(&worker, doing);
         }
     }
 }
 
 /// Takes the lock moves and splits take on the table, so that its shards stay where they are,
-/// and lists every shard with the statement it runs; `None` when the table is skipped (its
-/// lock is not free under SKIP_LOCKED, or it was dropped since PostgreSQL's statement ran).
-fn lock_and_list(
-    oid: pg_sys::Oid,
-    columns: &[String],
-    maintenance: &Maintenance,
-) -> Option<Vec<(Shard, String)>> {
+/// and reads the table; `None` when it is skipped (its lock is not free under SKIP_LOCKED, or
+/// it was dropped since PostgreSQL's statement ran).
+fn lock_table(oid: pg_sys::Oid, maintenance: &Maintenance) -> Option<Rc<ShardedTable>> {
     if !metadata::lock_against_operations(oid, !maintenance.skip_locked()) {
         PgShardError::new(
             PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
@@ -168,70 +175,5 @@ fn lock_and_list(
         .warn();
         return None;
     }
-    let table = metadata::sharded_table(oid)?;
-    Some(
-        table
-            .shards
-            .iter()
-            .map(|shard| {
-                let statement = maintenance.statement(&shard.relation, columns);
-                (shard.clone(), statement)
-            })
-            .collect(),
-    )
-}
-
-/// What the shards do, for errors: "could not vacuum shards on worker …".
-fn doing(maintenance: &Maintenance) -> &'static str {
-    if maintenance.vacuum {
-        "vacuum shards on"
-    } else {
-        "analyze shards on"
-    }
-}
-
-/// Each worker's statements, in the order of `workers`.
-fn scripts_per_worker(shards: &[(Shard, String)], workers: &[Worker]) -> Vec<Vec<String>> {
-    workers
-        .iter()
-        .map(|worker| {
-            shards
-                .iter()
-                .filter(|(shard, _)| shard.worker.id == worker.id)
-                .map(|(_, statement)| statement.clone())
-                .collect()
-        })
-        .collect()
-}
-
-/// Runs the shards' statements outside transactions: each worker's one after another, the
-/// workers in parallel.
-fn run_outside_transactions(
-    shards: &[(Shard, String)],
-) -> Result<(), (String, remote::RemoteError)> {
-    let workers = workers_of(shards.iter().map(|(shard, _)| shard));
-    remote::run_outside_transactions(&workers, &scripts_per_worker(shards, &workers))
-}
-
-/// Runs the shards' statements in the transaction's remote transactions.
-fn run_in_transaction(shards: &[(Shard, String)], maintenance: &Maintenance) {
-    if shards.is_empty() {
-        return;
-    }
-    let workers = workers_of(shards.iter().map(|(shard, _)| shard));
-    let scripts = scripts_per_worker(shards, &workers);
-    let mut connections = xact::connections(&workers, Access::Write);
-    let joined = connections
-        .iter()
-        .map(|c| {
-            let index = workers.iter().position(|w| w.id == c.worker.id);
-            scripts[index.expect("a connection per worker")].join("; ")
-        })
-        .collect();
-    let results = xact::run_scripts(&mut connections, joined);
-    for (connection, result) in connections.iter().zip(results) {
-        if let Err(e) = result {
-            remote::query_error(&e).raise_for(&connection.worker.name, doing(maintenance));
-        }
-    }
+    metadata::sharded_table(oid)
 }

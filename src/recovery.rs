@@ -146,8 +146,8 @@ pub struct Recovery {
     /// Prepared transactions left as they are (still running, or their outcome not known yet,
     /// or their resolution failed), by worker id.
     pub unresolved: Vec<(i32, Gid)>,
-    /// The workers (ids) that could not be reached: their prepared transactions are unknown.
-    pub unreached: Vec<i32>,
+    /// The workers that could not be reached: their prepared transactions are unknown.
+    pub unreached: Vec<Worker>,
 }
 
 /// A prepared transaction found on a worker, and what to do with it.
@@ -167,18 +167,24 @@ struct Reached {
     prepared: Vec<Gid>,
 }
 
-pub fn recover() -> Recovery {
+/// Raises unless the transaction runs at READ COMMITTED: recovery must see commit records
+/// written after it started. `function` names what runs it.
+pub fn require_read_committed(function: &str) {
     // SAFETY: a plain global of the current transaction.
     if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
         PgShardError::new(
             PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
-            "pgshard.recover_transactions() must run at READ COMMITTED isolation",
+            format!("{function} must run at READ COMMITTED isolation"),
         )
         .hint(
             "It must see commit records written after it started; run it outside this transaction.",
         )
         .raise()
     }
+}
+
+pub fn recover() -> Recovery {
+    require_read_committed("pgshard.recover_transactions()");
     let _superuser = AsSuperuser::enter();
     // SAFETY: plain reads of this server's identity.
     let (system, database, started) = unsafe {
@@ -337,7 +343,7 @@ pub fn recover() -> Recovery {
         .iter()
         .zip(&reached)
         .filter(|(_, r)| r.is_none())
-        .map(|(w, _)| w.id)
+        .map(|(w, _)| w.clone())
         .collect();
 
     // A record or decision is no longer needed when its transaction is not prepared on a

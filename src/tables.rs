@@ -1226,7 +1226,7 @@ pub(crate) fn run_on_shard_workers(shards: &[Shard], doing: &str, statement: imp
 
 /// Runs one script per worker of `shards`, built from that worker's shards, the workers
 /// concurrently, inside the coordinator transaction's remote transactions.
-fn run_on_workers_of(shards: &[Shard], doing: &str, script: impl Fn(&[&Shard]) -> String) {
+pub fn run_on_workers_of(shards: &[Shard], doing: &str, script: impl Fn(&[&Shard]) -> String) {
     let mut connections = xact::connections(&workers_of(shards), Access::Write);
     let scripts: Vec<String> = connections
         .iter()

@@ -181,17 +181,10 @@ fn refuse_writing_on(worker: &Worker) {
 /// ones whose commit decision it holds (recovery could no longer find the outcome). Recovery
 /// runs first, so only transactions still running or of unknown outcome remain.
 fn refuse_while_in_doubt(worker: &Worker) {
-    // SAFETY: a plain global of the current transaction.
-    if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
-        PgShardError::new(
-            PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
-            "pgshard.remove_worker() must run at READ COMMITTED isolation",
-        )
-        .hint("It runs transaction recovery, which must see commit records written after it started; run it outside this transaction.")
-        .raise()
-    }
+    crate::recovery::require_read_committed("pgshard.remove_worker()");
     let recovery = crate::recovery::recover();
-    if recovery.unreached.contains(&worker.id) {
+    let itself_unreached = recovery.unreached.iter().any(|w| w.id == worker.id);
+    if itself_unreached {
         PgShardError::new(
             PgSqlErrorCode::ERRCODE_WARNING,
             format!(
@@ -211,14 +204,15 @@ fn refuse_while_in_doubt(worker: &Worker) {
         .map(|(_, gid)| gid.to_string())
         .collect();
     if needing.is_empty() {
-        // Another worker that could not be asked may hold transactions the worker decides.
-        let unknown: Vec<String> = all_workers()
-            .into_iter()
-            .filter(|w| w.id != worker.id && recovery.unreached.contains(&w.id))
-            .filter(|_| !recovery.unreached.contains(&worker.id))
+        // Another worker that could not be asked may hold transactions the worker decides
+        // (unless the worker is unreachable itself: its decisions are unreadable anyway).
+        let unknown: Vec<String> = recovery
+            .unreached
+            .iter()
+            .filter(|w| w.id != worker.id)
             .map(|w| format!("\"{}\"", w.name))
             .collect();
-        if !unknown.is_empty() {
+        if !itself_unreached && !unknown.is_empty() {
             PgShardError::new(
                 PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
                 format!(
