@@ -49,8 +49,8 @@ struct Field {
     /// The column type's input function, I/O parameter and typmod, for the fields read on the
     /// coordinator (the key, encrypted columns, domains).
     input: Option<(Box<pg_sys::FmgrInfo>, pg_sys::Oid, i32)>,
-    /// For encrypted columns: the output function of the envelope's wire type.
-    wire_output: Option<Box<pg_sys::FmgrInfo>>,
+    /// For encrypted columns: the envelope as bytea text, the value sent (reused row to row).
+    envelope_text: Option<Vec<u8>>,
     /// A domain (or an array of one): its input function must see NULLs too, to refuse them
     /// when the domain is NOT NULL.
     domain: bool,
@@ -102,17 +102,12 @@ impl<'t> RawFields<'t> {
                     pg_sys::getTypeInputInfo(type_oid, &mut function, &mut io_param);
                     (function_info(function), io_param, (*attr).atttypmod)
                 });
-                let wire_output = encrypted.then(|| {
-                    let (mut function, mut varlena) = (pg_sys::InvalidOid, false);
-                    pg_sys::getTypeOutputInfo(pg_sys::BYTEAOID, &mut function, &mut varlena);
-                    function_info(function)
-                });
                 Field {
                     attnum,
                     name: cstr((*attr).attname.data.as_ptr()),
                     not_null: (*attr).attnotnull,
                     input,
-                    wire_output,
+                    envelope_text: encrypted.then(Vec::new),
                     domain,
                 }
             })
@@ -202,9 +197,10 @@ impl<'t> RawFields<'t> {
                 if self.key_field == Some(index) {
                     hash = crate::hashing::hash_datum(datum, self.table.key_type);
                 }
-                if let Some(output) = field.wire_output.as_mut() {
-                    let wire = CStr::from_ptr(pg_sys::OutputFunctionCall(&mut **output, datum));
-                    self.values[index] = Some((wire.as_ptr().cast(), wire.to_bytes().len()));
+                if let Some(text) = field.envelope_text.as_mut() {
+                    let envelope = crate::encryption::datum_bytes(datum);
+                    pgshard_core::byteahex::encode(text, envelope);
+                    self.values[index] = Some((text.as_ptr(), text.len()));
                 }
             }
         }

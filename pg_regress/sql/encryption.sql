@@ -127,6 +127,14 @@ SELECT count(*) AS rows, count(*) FILTER (WHERE position('+1-555'::bytea IN tel)
 FROM (SELECT tel FROM :shard_a UNION ALL SELECT tel FROM :shard_b) s;
 SELECT DISTINCT get_byte(tel, 0) AS version, get_byte(tel, 1) AS kind, length(tel) AS len
 FROM :shard_a WHERE tel IS NOT NULL;
+-- Envelopes come back as bytea text, which the coordinator decodes itself when it is hex (the
+-- default); a worker set to the escape form is read through byteain, with the same values.
+ALTER DATABASE pgshard SET bytea_output = escape;
+\c pgshard - 127.0.0.1 :coordinator_port
+SELECT user_id, tel, balance FROM t_user WHERE user_id IN (1, 2, 3, 4, 41, 42) ORDER BY user_id;
+COPY (SELECT user_id, tel FROM t_user WHERE user_id BETWEEN 5 AND 8 ORDER BY user_id) TO STDOUT;
+\c pgshard - 127.0.0.1 :worker_1_port
+ALTER DATABASE pgshard RESET bytea_output;
 \c pgshard - 127.0.0.1 :coordinator_port
 
 -- Sharding by an encrypted column hashes its tag: equal plaintexts land on one shard, and

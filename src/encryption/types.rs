@@ -189,10 +189,14 @@ unsafe fn type_out(kind: Kind, fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datu
     }
     let plain = decrypt(kind, sealed);
     if kind == Kind::Text {
-        // text's output function copies the string as it is.
-        let text = std::ffi::CString::new(plain)
-            .unwrap_or_else(|_| value_error(Some(kind), &EnvelopeError::Tampered).raise());
-        return pg_sys::Datum::from(pg_sys::pstrdup(text.as_ptr()));
+        // text's output function copies the string as it is: straight into the C string.
+        if plain.contains(&0) {
+            value_error(Some(kind), &EnvelopeError::Tampered).raise()
+        }
+        let text = pg_sys::palloc(plain.len() + 1).cast::<u8>();
+        std::ptr::copy_nonoverlapping(plain.as_ptr(), text, plain.len());
+        *text.add(plain.len()) = 0;
+        return pg_sys::Datum::from(text);
     }
     let mut func = pg_sys::InvalidOid;
     let mut varlena = false;

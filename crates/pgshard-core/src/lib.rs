@@ -1,6 +1,7 @@
 //! Logic of pgshard that does not need a PostgreSQL server: it builds and unit-tests with a
 //! plain `cargo test`, and the extension crate is a thin shell around it.
 
+pub mod byteahex;
 pub mod combine;
 pub mod conninfo;
 pub mod copytext;
