@@ -807,19 +807,82 @@ impl ForeignKeyParts {
     /// The key on `shard`: it references the co-located shard, or the reference table's copy,
     /// on the same worker.
     fn definition_on(&self, shard: &Shard) -> String {
+        self.definition_referencing(shard, &|target| {
+            target
+                .shards
+                .iter()
+                .find(|t| t.range == shard.range)
+                .expect("co-located tables share their ranges")
+                .relation
+                .clone()
+        })
+    }
+
+    /// The key on `shard`, referencing the shard table `colocated` names for a co-located
+    /// table, or the reference table's copy on the shard's worker.
+    fn definition_referencing(
+        &self,
+        shard: &Shard,
+        colocated: &dyn Fn(&ShardedTable) -> String,
+    ) -> String {
         let target = self.target.as_ref().expect("checked: the target is distributed");
-        let target_shard = if target.reference {
-            target.copy_on(shard.worker.id)
+        let relation = if target.reference {
+            target
+                .copy_on(shard.worker.id)
+                .expect("a reference copy is on every worker")
+                .relation
+                .clone()
         } else {
-            target.shards.iter().find(|t| t.range == shard.range)
-        }
-        .expect("a co-located shard or a reference copy is on every shard's worker");
+            colocated(target)
+        };
         let key = ddl::ForeignKey {
-            target: target_shard.relation.clone(),
+            target: relation,
             ..self.key.clone()
         };
         key.definition().expect("checked when read")
     }
+}
+
+/// The names of the table's foreign keys (those it holds, not those referencing it).
+pub(crate) fn foreign_key_names(table: &TableInfo) -> Vec<String> {
+    let shape = table.shape();
+    shape
+        .constraints
+        .iter()
+        .filter(|c| c.kind == 'f')
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+/// `ALTER TABLE … ADD CONSTRAINT` statements that give `shard`, a new shard of the table made
+/// by a move or a split, the table's foreign keys. A key to a co-located table references the
+/// shard table `colocated` names (the new one of the same range on the same worker); a key to
+/// a reference table, its copy on the shard's worker.
+pub(crate) fn shard_foreign_keys(
+    table: &TableInfo,
+    sharded: &ShardedTable,
+    shard: &Shard,
+    colocated: &dyn Fn(&ShardedTable) -> String,
+) -> String {
+    foreign_key_names(table)
+        .iter()
+        .map(|name| {
+            let key = ForeignKeyParts::read(table, sharded, name);
+            format!(
+                "ALTER TABLE {} ADD CONSTRAINT {} {};\n",
+                shard.relation,
+                quote_ident(name),
+                key.definition_referencing(shard, colocated)
+            )
+        })
+        .collect()
+}
+
+/// A statement that drops the foreign keys `names` from a shard table (none when there are
+/// none).
+pub(crate) fn drop_foreign_keys(relation: &str, names: &[String]) -> Option<String> {
+    let quoted: Vec<String> = names.iter().map(|name| quote_ident(name)).collect();
+    ddl::drop_constraints(relation, &quoted)
 }
 
 /// A table at one end of a foreign key.

@@ -140,7 +140,8 @@ fn cleanup_orphaned_shards(min_age: default!(pgrx::datum::Interval, "'0'")) -> i
         })
         .collect();
     crate::tables::run_on_shard_workers(&shards, "drop moved shards on", |shard| {
-        format!("DROP TABLE IF EXISTS {};", shard.relation)
+        // CASCADE: foreign keys between old shards of one group go with them.
+        format!("DROP TABLE IF EXISTS {} CASCADE;", shard.relation)
     });
     for (worker_id, relation) in &orphans {
         Spi::run_with_args(
@@ -316,6 +317,48 @@ impl ShardGroup {
             .expect("the shard is in its table");
         metadata::lock_shard_group(first_table, index, pg_sys::ExclusiveLock);
     }
+
+    /// The group's shard of co-located table `table`.
+    pub(crate) fn shard_of(&self, table: &ShardedTable) -> &Shard {
+        &self
+            .shards
+            .iter()
+            .find(|(member, _)| member.oid == table.oid)
+            .expect("a foreign key between sharded tables joins co-located tables")
+            .1
+    }
+
+    /// Once the switch of a move or split (`operation`, of shard `shard_id`) has committed, the
+    /// old shards lose their foreign keys: an old shard that still referenced its worker's
+    /// reference copy would refuse the deletion there of a row that only its stale rows use.
+    /// (They go with the old shards in `cleanup_orphaned_shards` otherwise.)
+    pub(crate) fn drop_old_foreign_keys_after_commit(&self, operation: &str, shard_id: i64) {
+        let drops: Vec<String> = self
+            .shards
+            .iter()
+            .filter_map(|(table, shard)| {
+                let names = crate::ddl::foreign_key_names(&crate::tables::describe(table.oid));
+                crate::ddl::drop_foreign_keys(&shard.relation, &names)
+            })
+            .collect();
+        if drops.is_empty() {
+            return;
+        }
+        let worker = &self.shards[0].1.worker;
+        // Dropping a key locks the table it references: bounded, so that a long read of an
+        // old shard does not hold the reference copy's readers back for long.
+        let statements = std::iter::once("SET lock_timeout = '2s'".to_string())
+            .chain(drops)
+            .collect();
+        crate::xact::after_commit(
+            worker,
+            statements,
+            format!(
+                "pgshard: the {operation} of shard {shard_id} is done, but its old shards on worker \"{}\" still have their foreign keys; deleting a referenced row can fail there until pgshard.cleanup_orphaned_shards() drops them",
+                worker.name
+            ),
+        );
+    }
 }
 
 /// What a finished copy and switch report.
@@ -391,24 +434,6 @@ impl ShardGroup {
                     "Wait for the other move, split, schema change or TRUNCATE to finish, then retry.",
                 )
             }
-            let has_keys = Spi::get_one_with_args::<bool>(
-                "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE contype = 'f' \
-                 AND (conrelid = $1 OR confrelid = $1))",
-                &[oid.into()],
-            )
-            .ok()
-            .flatten()
-            .unwrap_or(false);
-            if has_keys {
-                refuse(
-                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-                    format!(
-                        "cannot {operation} shard {shard_id}: {} has foreign keys, which moves and splits do not carry yet",
-                        metadata::qualified_name(oid)
-                    ),
-                    "Drop the foreign keys, move or split the shard, and add them again.",
-                )
-            }
             let shard = member
                 .shards
                 .iter()
@@ -456,16 +481,30 @@ impl ShardGroup {
             if self.shards.len() == 1 { "" } else { "s" },
             moving.target.name
         ));
+        // The foreign keys are added once every table exists. Logical replication applies the
+        // rows with triggers off (session_replication_role = replica), so the order in which
+        // they arrive does not matter; the source enforced the keys when they were written.
         let mut ddl = String::new();
+        let mut foreign_keys = String::new();
         for (table, shard) in &self.shards {
             let on_target = Shard {
                 worker: moving.target.clone(),
                 ..shard.clone()
             };
-            ddl.push_str(&crate::tables::describe(table.oid).shard_ddl(&on_target));
+            let info = crate::tables::describe(table.oid);
+            ddl.push_str(&info.shard_ddl(&on_target));
+            foreign_keys.push_str(&crate::ddl::shard_foreign_keys(
+                &info,
+                table,
+                &on_target,
+                &|referenced| self.shard_of(referenced).relation.clone(),
+            ));
         }
         let marker_ddl = format!("CREATE TABLE {} (v bigint);", moving.marker);
-        target.run(&format!("{ddl}{marker_ddl}"), "create shards on");
+        target.run(
+            &format!("{ddl}{foreign_keys}{marker_ddl}"),
+            "create shards on",
+        );
         // Logical replication needs a replica identity to send UPDATE and DELETE: a shard
         // without a primary key sends whole rows while it is published.
         let mut identities = String::new();
@@ -599,6 +638,7 @@ impl ShardGroup {
             )
             .unwrap_or_else(|e| spi_failed("could not record the old shard", e));
         }
+        self.drop_old_foreign_keys_after_commit("move", shard_id);
         Moved {
             rows,
             pause: paused.elapsed(),
@@ -678,10 +718,11 @@ impl Move {
             ],
         );
         self.clean_up_replication();
+        // CASCADE: the foreign keys between the group's tables go with them.
         let drops: Vec<String> = self
             .target_tables
             .iter()
-            .map(|t| format!("DROP TABLE IF EXISTS {t}"))
+            .map(|t| format!("DROP TABLE IF EXISTS {t} CASCADE"))
             .collect();
         remote::run_best_effort(&self.target, &drops);
     }

@@ -473,24 +473,28 @@ pub fn run_outside_transactions(
     failure.map_or(Ok(()), Err)
 }
 
-/// Runs statements on a worker outside any transaction, ignoring their errors, on a connection
-/// of its own, bounded in time and without processing interrupts: the cleanup after an
-/// operation failed, which must neither raise nor hang.
-pub fn run_best_effort(worker: &Worker, statements: &[String]) {
+/// Runs statements on a worker outside any transaction, going on past their errors, on a
+/// connection of its own, bounded in time and without processing interrupts: the cleanup after
+/// an operation failed, which must neither raise nor hang. Returns whether every statement ran.
+pub fn run_best_effort(worker: &Worker, statements: &[String]) -> bool {
     let Ok(config) = worker_config(worker) else {
-        return;
+        return false;
     };
     let bound = guc::connect_timeout().max(Duration::from_secs(10));
     RUNTIME.with(|runtime| {
         runtime.block_on(async {
-            let _ = tokio::time::timeout(bound, async {
-                let client = connect(config).await.ok()?;
+            tokio::time::timeout(bound, async {
+                let Ok(client) = connect(config).await else {
+                    return false;
+                };
+                let mut all_ran = true;
                 for statement in statements {
-                    let _ = client.simple_query(statement).await;
+                    all_ran &= client.simple_query(statement).await.is_ok();
                 }
-                Some(())
+                all_ran
             })
-            .await;
+            .await
+            .unwrap_or(false)
         })
-    });
+    })
 }

@@ -273,6 +273,14 @@ impl Split {
         }
     }
 
+    /// The part of the split of co-located table `table`.
+    fn part_of(&self, table: &ShardedTable) -> &SplitTable {
+        self.tables
+            .iter()
+            .find(|t| t.table.oid == table.oid)
+            .expect("a foreign key between sharded tables joins co-located tables")
+    }
+
     fn trigger(&self) -> String {
         format!("pgshard_split_{}", self.id)
     }
@@ -290,15 +298,45 @@ impl Split {
             self.id,
             2 * self.tables.len()
         ));
+        // Each half gets the table's foreign keys, to the co-located table's half of the same
+        // range or the reference copy on its worker, once every half exists. The halves are
+        // filled with triggers off (session_replication_role = replica, as logical replication
+        // applies rows), so that the order of the copy and of its rounds of re-copied keys does
+        // not matter: the old shards enforced the keys when the rows were written.
         let mut lower_ddl = String::new();
         let mut upper_ddl = String::new();
+        let mut lower_keys = String::new();
+        let mut upper_keys = String::new();
         for t in &self.tables {
             let info = crate::tables::describe(t.table.oid);
             lower_ddl.push_str(&info.shard_ddl(&t.lower));
             upper_ddl.push_str(&info.shard_ddl(&t.upper));
+            lower_keys.push_str(&crate::ddl::shard_foreign_keys(
+                &info,
+                &t.table,
+                &t.lower,
+                &|referenced| self.part_of(referenced).lower.relation.clone(),
+            ));
+            upper_keys.push_str(&crate::ddl::shard_foreign_keys(
+                &info,
+                &t.table,
+                &t.upper,
+                &|referenced| self.part_of(referenced).upper.relation.clone(),
+            ));
         }
-        connections.lower.run(&lower_ddl, "create shards on");
-        connections.upper.run(&upper_ddl, "create shards on");
+        let triggers_off = if lower_keys.is_empty() {
+            ""
+        } else {
+            "SET session_replication_role = replica;"
+        };
+        connections.lower.run(
+            &format!("{lower_ddl}{lower_keys}{triggers_off}"),
+            "create shards on",
+        );
+        connections.upper.run(
+            &format!("{upper_ddl}{upper_keys}{triggers_off}"),
+            "create shards on",
+        );
 
         // The capture exists before the first copy starts: every write the copy misses is
         // logged. Creating a trigger waits for the shard's writers in flight; bounded, so that
@@ -379,6 +417,7 @@ impl Split {
             }
         }
         self.switch_catalog();
+        group.drop_old_foreign_keys_after_commit("split", self.id);
         Done {
             rows,
             pause: paused.elapsed(),
@@ -604,7 +643,7 @@ impl Split {
         ] {
             let drops: Vec<String> = halves
                 .iter()
-                .map(|s| format!("DROP TABLE IF EXISTS {}", s.relation))
+                .map(|s| format!("DROP TABLE IF EXISTS {} CASCADE", s.relation))
                 .collect();
             remote::run_best_effort(worker, &drops);
         }

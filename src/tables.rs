@@ -1415,7 +1415,8 @@ pub fn copy_reference_tables_to(worker: &Worker) {
         .filter_map(metadata::sharded_table)
         .filter(|t| t.reference)
         .collect();
-    for reference in references {
+    let mut foreign_keys = String::new();
+    for reference in &references {
         // SAFETY: a table lock held until the transaction ends.
         unsafe { pg_sys::LockRelationOid(reference.oid, pg_sys::ExclusiveLock as i32) };
         let table = describe(reference.oid);
@@ -1424,16 +1425,34 @@ pub fn copy_reference_tables_to(worker: &Worker) {
             worker: worker.clone(),
             ..source.clone()
         };
-        // A copy left behind when the worker was removed before is stale.
+        // A copy left behind when the worker was removed before is stale (CASCADE: with the
+        // keys of other stale copies that reference it).
         run_on_shard_workers(std::slice::from_ref(&copy), "create copies on", |copy| {
             format!(
-                "DROP TABLE IF EXISTS {};\n{}",
+                "DROP TABLE IF EXISTS {} CASCADE;\n{}",
                 copy.relation,
                 table.shard_ddl(copy)
             )
         });
         crate::shard_copy::copy_between(source, &copy, &table.column_list());
         record_placement(&copy);
+        // A reference table's keys reference only reference tables: their copies here.
+        foreign_keys.push_str(&crate::ddl::shard_foreign_keys(
+            &table,
+            reference,
+            &copy,
+            &|_| unreachable!("a reference table references no sharded table"),
+        ));
+    }
+    // Once every copy is filled, so that each key is checked against complete copies.
+    if let (false, Some(reference)) = (foreign_keys.is_empty(), references.first()) {
+        let on_worker = Shard {
+            worker: worker.clone(),
+            ..reference.shards[0].clone()
+        };
+        run_on_workers_of(&[on_worker], "add foreign keys on", |_| {
+            foreign_keys.clone()
+        });
     }
 }
 

@@ -70,6 +70,8 @@ thread_local! {
     /// The deciding worker's COMMIT was lost with its connection: the prepared transactions
     /// are left to recovery, which reads the decision there.
     static IN_DOUBT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Work on workers that waits until the coordinator transaction has committed.
+    static AFTER_COMMIT: RefCell<Vec<AfterCommit>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The name of a coordinator subtransaction's savepoint on the workers.
@@ -277,8 +279,14 @@ unsafe extern "C-unwind" fn on_transaction_event(
 ) {
     match event {
         pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT => pre_commit(),
-        pg_sys::XactEvent::XACT_EVENT_COMMIT => finish(true),
-        pg_sys::XactEvent::XACT_EVENT_ABORT => finish(false),
+        pg_sys::XactEvent::XACT_EVENT_COMMIT => {
+            finish(true);
+            run_after_commit(true);
+        }
+        pg_sys::XactEvent::XACT_EVENT_ABORT => {
+            finish(false);
+            run_after_commit(false);
+        }
         pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => refuse_prepare(),
         _ => {}
     }
@@ -640,6 +648,40 @@ fn finish(committed: bool) {
                     t.worker.name
                 );
             }
+        }
+    }
+}
+
+/// Statements for one worker, queued by [`after_commit`].
+struct AfterCommit {
+    worker: Worker,
+    statements: Vec<String>,
+    /// The warning given when they fail.
+    failure: String,
+}
+
+/// Runs `statements` on `worker` once the coordinator transaction has committed, never if it
+/// aborts: work that must not happen unless a catalog change of the transaction (a move's or a
+/// split's switch) is durable. They run on a connection of their own, best effort (see
+/// [`remote::run_best_effort`]); when they fail, `failure` is given as a warning.
+pub fn after_commit(worker: &Worker, statements: Vec<String>, failure: String) {
+    AFTER_COMMIT.with(|queue| {
+        queue.borrow_mut().push(AfterCommit {
+            worker: worker.clone(),
+            statements,
+            failure,
+        })
+    });
+}
+
+fn run_after_commit(committed: bool) {
+    let queued = AFTER_COMMIT.with(|queue| std::mem::take(&mut *queue.borrow_mut()));
+    if !committed {
+        return;
+    }
+    for work in queued {
+        if !remote::run_best_effort(&work.worker, &work.statements) {
+            pgrx::warning!("{}", work.failure);
         }
     }
 }

@@ -366,9 +366,30 @@ impl ForeignKey {
     }
 }
 
+/// One `ALTER TABLE` that drops the constraints `names` (quoted) from `relation` where they
+/// exist; `None` when there are none to drop.
+pub fn drop_constraints(relation: &str, names: &[String]) -> Option<String> {
+    (!names.is_empty()).then(|| {
+        let drops: Vec<String> = names
+            .iter()
+            .map(|name| format!("DROP CONSTRAINT IF EXISTS {name}"))
+            .collect();
+        format!("ALTER TABLE {relation} {}", drops.join(", "))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drops_constraints_in_one_statement() {
+        assert_eq!(drop_constraints("public.t_7", &[]), None);
+        assert_eq!(
+            drop_constraints("public.t_7", &["a".into(), "\"B c\"".into()]).as_deref(),
+            Some("ALTER TABLE public.t_7 DROP CONSTRAINT IF EXISTS a, DROP CONSTRAINT IF EXISTS \"B c\"")
+        );
+    }
 
     fn column(attnum: i16, name: &str, shard_type: &str, not_null: bool) -> Column {
         Column {
