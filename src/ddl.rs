@@ -854,27 +854,64 @@ pub(crate) fn foreign_key_names(table: &TableInfo) -> Vec<String> {
         .collect()
 }
 
-/// `ALTER TABLE … ADD CONSTRAINT` statements that give `shard`, a new shard of the table made
-/// by a move or a split, the table's foreign keys. A key to a co-located table references the
-/// shard table `colocated` names (the new one of the same range on the same worker); a key to
-/// a reference table, its copy on the shard's worker.
+/// Which of a table's foreign keys a new shard gets, and how.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ShardKeys {
+    /// The keys to co-located tables: a move or split adds them when it creates the new
+    /// shards, which only its own copy writes until the switch.
+    Colocated,
+    /// The keys to reference tables, `NOT VALID`: a move or split adds them at its switch,
+    /// with reference writes held back. Earlier, a write to the reference table would fire the
+    /// key's actions on shards that are not caught up yet; validating them then would hold the
+    /// pause, and the rows were checked when they were written.
+    ReferenceUnchecked,
+    /// Every key as the coordinator has it: a new worker's reference copies, once all are
+    /// filled.
+    All,
+}
+
+/// `ALTER TABLE … ADD CONSTRAINT` statements that give `shard`, a new shard of the table, the
+/// table's foreign keys of kind `keys`. A key to a co-located table references the shard table
+/// `colocated` names (the new one of the same range on the same worker); a key to a reference
+/// table, its copy on the shard's worker.
 pub(crate) fn shard_foreign_keys(
     table: &TableInfo,
     sharded: &ShardedTable,
     shard: &Shard,
+    keys: ShardKeys,
     colocated: &dyn Fn(&ShardedTable) -> String,
 ) -> String {
     foreign_key_names(table)
         .iter()
-        .map(|name| {
-            let key = ForeignKeyParts::read(table, sharded, name);
-            format!(
+        .filter_map(|name| {
+            let mut key = ForeignKeyParts::read(table, sharded, name);
+            let to_reference = key.target.as_ref().is_some_and(|t| t.reference);
+            match keys {
+                ShardKeys::Colocated if to_reference => return None,
+                ShardKeys::ReferenceUnchecked if !to_reference => return None,
+                ShardKeys::ReferenceUnchecked => key.key.validated = false,
+                _ => {}
+            }
+            Some(format!(
                 "ALTER TABLE {} ADD CONSTRAINT {} {};\n",
                 shard.relation,
                 quote_ident(name),
                 key.definition_referencing(shard, colocated)
-            )
+            ))
         })
+        .collect()
+}
+
+/// The reference tables the table's foreign keys reference.
+pub(crate) fn referenced_reference_tables(
+    table: &TableInfo,
+    sharded: &ShardedTable,
+) -> Vec<pg_sys::Oid> {
+    foreign_key_names(table)
+        .iter()
+        .filter_map(|name| ForeignKeyParts::read(table, sharded, name).target)
+        .filter(|target| target.reference)
+        .map(|target| target.oid)
         .collect()
 }
 

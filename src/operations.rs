@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use pgrx::prelude::*;
 use tokio_postgres::SimpleQueryMessage;
 
+use crate::ddl::ShardKeys;
 use crate::error::{require_superuser, spi_failed, PgShardError};
 use crate::metadata::{self, AsSuperuser, Shard, ShardedTable};
 use crate::progress::Progress;
@@ -140,8 +141,12 @@ fn cleanup_orphaned_shards(min_age: default!(pgrx::datum::Interval, "'0'")) -> i
         })
         .collect();
     crate::tables::run_on_shard_workers(&shards, "drop moved shards on", |shard| {
-        // CASCADE: foreign keys between old shards of one group go with them.
-        format!("DROP TABLE IF EXISTS {} CASCADE;", shard.relation)
+        // CASCADE: foreign keys between old shards of one group go with them. Dropping a key
+        // locks the reference copy it references: bounded.
+        format!(
+            "SET LOCAL lock_timeout = '10s'; DROP TABLE IF EXISTS {} CASCADE;",
+            shard.relation
+        )
     });
     for (worker_id, relation) in &orphans {
         Spi::run_with_args(
@@ -318,6 +323,28 @@ impl ShardGroup {
         metadata::lock_shard_group(first_table, index, pg_sys::ExclusiveLock);
     }
 
+    /// Holds back the writers of the reference tables that the group's tables reference,
+    /// until this transaction ends, after those in flight: a switch adds the new shards' keys
+    /// to them and, once committed, drops the old shards' (see [`ShardKeys`]), which on a
+    /// worker must not wait for a reference writer that itself waits for the group's write
+    /// lock. Both are coordinator locks, so a writer that holds the group's and then wants the
+    /// reference table's is a deadlock PostgreSQL detects; taken before the group's, the
+    /// writers in flight finish before the group's writes pause.
+    pub(crate) fn hold_back_reference_writes(&self) {
+        let mut referenced: Vec<pg_sys::Oid> = self
+            .shards
+            .iter()
+            .flat_map(|(table, _)| {
+                crate::ddl::referenced_reference_tables(&crate::tables::describe(table.oid), table)
+            })
+            .collect();
+        referenced.sort_unstable_by_key(|oid| oid.to_u32());
+        referenced.dedup();
+        for oid in referenced {
+            metadata::lock_reference_writes(oid);
+        }
+    }
+
     /// The group's shard of co-located table `table`.
     pub(crate) fn shard_of(&self, table: &ShardedTable) -> &Shard {
         &self
@@ -345,9 +372,11 @@ impl ShardGroup {
             return;
         }
         let worker = &self.shards[0].1.worker;
-        // Dropping a key locks the table it references: bounded, so that a long read of an
-        // old shard does not hold the reference copy's readers back for long.
-        let statements = std::iter::once("SET lock_timeout = '2s'".to_string())
+        // Dropping a key locks the table it references, AccessExclusive: bounded, so that a
+        // long read of an old shard or of the reference copy does not hold the copy's readers
+        // back for long (the group's writers wait too: this runs before the commit lets go of
+        // the locks).
+        let statements = std::iter::once("SET lock_timeout = '500ms'".to_string())
             .chain(drops)
             .collect();
         crate::xact::after_commit(
@@ -481,11 +510,13 @@ impl ShardGroup {
             if self.shards.len() == 1 { "" } else { "s" },
             moving.target.name
         ));
-        // The foreign keys are added once every table exists. Logical replication applies the
-        // rows with triggers off (session_replication_role = replica), so the order in which
-        // they arrive does not matter; the source enforced the keys when they were written.
+        // The keys between the group's tables are added once every table exists. Logical
+        // replication applies the rows with triggers off (session_replication_role = replica),
+        // so the order in which they arrive does not matter; the source enforced the keys when
+        // they were written. Keys to reference tables wait for the switch (see ShardKeys).
         let mut ddl = String::new();
         let mut foreign_keys = String::new();
+        let mut reference_keys = String::new();
         for (table, shard) in &self.shards {
             let on_target = Shard {
                 worker: moving.target.clone(),
@@ -493,12 +524,13 @@ impl ShardGroup {
             };
             let info = crate::tables::describe(table.oid);
             ddl.push_str(&info.shard_ddl(&on_target));
-            foreign_keys.push_str(&crate::ddl::shard_foreign_keys(
-                &info,
-                table,
-                &on_target,
-                &|referenced| self.shard_of(referenced).relation.clone(),
-            ));
+            let keys = |kind| {
+                crate::ddl::shard_foreign_keys(&info, table, &on_target, kind, &|referenced| {
+                    self.shard_of(referenced).relation.clone()
+                })
+            };
+            foreign_keys.push_str(&keys(ShardKeys::Colocated));
+            reference_keys.push_str(&keys(ShardKeys::ReferenceUnchecked));
         }
         let marker_ddl = format!("CREATE TABLE {} (v bigint);", moving.marker);
         target.run(
@@ -616,8 +648,15 @@ impl ShardGroup {
         // The switch: writers of the group wait from here until this transaction commits.
         progress.phase(Phase::Switching);
         let paused = Instant::now();
+        self.hold_back_reference_writes();
         self.pause_writes();
         moving.wait_for_marker(&source, &target, 2);
+        if !reference_keys.is_empty() {
+            target.run(
+                &format!("SET lock_timeout = '10s'; {reference_keys} RESET lock_timeout;"),
+                "add foreign keys on",
+            );
+        }
         for (_, shard) in &self.shards {
             Spi::run_with_args(
                 "UPDATE pgshard.placement SET worker_id = $2 WHERE shard_id = $1 AND worker_id = $3",
@@ -719,10 +758,12 @@ impl Move {
         );
         self.clean_up_replication();
         // CASCADE: the foreign keys between the group's tables go with them.
-        let drops: Vec<String> = self
-            .target_tables
-            .iter()
-            .map(|t| format!("DROP TABLE IF EXISTS {t} CASCADE"))
+        let drops: Vec<String> = std::iter::once("SET lock_timeout = '10s'".to_string())
+            .chain(
+                self.target_tables
+                    .iter()
+                    .map(|t| format!("DROP TABLE IF EXISTS {t} CASCADE")),
+            )
             .collect();
         remote::run_best_effort(&self.target, &drops);
     }

@@ -480,6 +480,12 @@ pub fn run_best_effort(worker: &Worker, statements: &[String]) -> bool {
     let Ok(config) = worker_config(worker) else {
         return false;
     };
+    run_best_effort_with(config, statements)
+}
+
+/// [`run_best_effort`] with a connection configuration made beforehand: it looks nothing up in
+/// the catalog, so it can run where a transaction is over.
+pub fn run_best_effort_with(config: Config, statements: &[String]) -> bool {
     let bound = guc::connect_timeout().max(Duration::from_secs(10));
     RUNTIME.with(|runtime| {
         runtime.block_on(async {

@@ -28,6 +28,7 @@ use pgrx::PgMemoryContexts;
 use pgshard_core::hashing::{split_range, HashRange, SplitError};
 use tokio_postgres::SimpleQueryMessage;
 
+use crate::ddl::ShardKeys;
 use crate::error::spi_failed;
 use crate::hashing::KeyTextHasher;
 use crate::metadata::{self, quote_ident, Shard, ShardedTable};
@@ -181,6 +182,13 @@ struct Split {
     tables: Vec<SplitTable>,
 }
 
+/// One of the two new shards of a split shard.
+#[derive(Clone, Copy)]
+enum Half {
+    Lower,
+    Upper,
+}
+
 /// What a finished split reports.
 struct Done {
     rows: i64,
@@ -273,6 +281,27 @@ impl Split {
         }
     }
 
+    /// The keys of kind `keys` for table `t`'s new `half`.
+    fn half_keys(
+        &self,
+        info: &crate::tables::TableInfo,
+        t: &SplitTable,
+        half: Half,
+        keys: ShardKeys,
+    ) -> String {
+        let shard = match half {
+            Half::Lower => &t.lower,
+            Half::Upper => &t.upper,
+        };
+        crate::ddl::shard_foreign_keys(info, &t.table, shard, keys, &|referenced| {
+            let part = self.part_of(referenced);
+            match half {
+                Half::Lower => part.lower.relation.clone(),
+                Half::Upper => part.upper.relation.clone(),
+            }
+        })
+    }
+
     /// The part of the split of co-located table `table`.
     fn part_of(&self, table: &ShardedTable) -> &SplitTable {
         self.tables
@@ -298,11 +327,12 @@ impl Split {
             self.id,
             2 * self.tables.len()
         ));
-        // Each half gets the table's foreign keys, to the co-located table's half of the same
-        // range or the reference copy on its worker, once every half exists. The halves are
-        // filled with triggers off (session_replication_role = replica, as logical replication
-        // applies rows), so that the order of the copy and of its rounds of re-copied keys does
-        // not matter: the old shards enforced the keys when the rows were written.
+        // Each half gets the table's keys to co-located tables, to their half of the same
+        // range, once every half exists; keys to reference tables wait for the switch (see
+        // ShardKeys). The halves are filled with triggers off (session_replication_role =
+        // replica, as logical replication applies rows), so that the order of the copy and of
+        // its rounds of re-copied keys does not matter: the old shards enforced the keys when
+        // the rows were written.
         let mut lower_ddl = String::new();
         let mut upper_ddl = String::new();
         let mut lower_keys = String::new();
@@ -311,18 +341,8 @@ impl Split {
             let info = crate::tables::describe(t.table.oid);
             lower_ddl.push_str(&info.shard_ddl(&t.lower));
             upper_ddl.push_str(&info.shard_ddl(&t.upper));
-            lower_keys.push_str(&crate::ddl::shard_foreign_keys(
-                &info,
-                &t.table,
-                &t.lower,
-                &|referenced| self.part_of(referenced).lower.relation.clone(),
-            ));
-            upper_keys.push_str(&crate::ddl::shard_foreign_keys(
-                &info,
-                &t.table,
-                &t.upper,
-                &|referenced| self.part_of(referenced).upper.relation.clone(),
-            ));
+            lower_keys.push_str(&self.half_keys(&info, t, Half::Lower, ShardKeys::Colocated));
+            upper_keys.push_str(&self.half_keys(&info, t, Half::Upper, ShardKeys::Colocated));
         }
         let triggers_off = if lower_keys.is_empty() {
             ""
@@ -407,6 +427,7 @@ impl Split {
         // The switch: writers of the group wait from here until this transaction commits.
         progress.phase(Phase::Switching);
         let paused = Instant::now();
+        group.hold_back_reference_writes();
         group.pause_writes();
         loop {
             let (keys, copied) = self.catch_up(&connections, round, &|_| {});
@@ -414,6 +435,25 @@ impl Split {
             round += 1;
             if keys == 0 {
                 break;
+            }
+        }
+        for (half, writer) in [
+            (Half::Lower, &connections.lower),
+            (Half::Upper, &connections.upper),
+        ] {
+            let keys: String = self
+                .tables
+                .iter()
+                .map(|t| {
+                    let info = crate::tables::describe(t.table.oid);
+                    self.half_keys(&info, t, half, ShardKeys::ReferenceUnchecked)
+                })
+                .collect();
+            if !keys.is_empty() {
+                writer.run(
+                    &format!("SET lock_timeout = '10s'; {keys} RESET lock_timeout;"),
+                    "add foreign keys on",
+                );
             }
         }
         self.switch_catalog();
@@ -641,9 +681,12 @@ impl Split {
             ),
             (&self.target, self.tables.iter().map(|t| &t.upper).collect()),
         ] {
-            let drops: Vec<String> = halves
-                .iter()
-                .map(|s| format!("DROP TABLE IF EXISTS {} CASCADE", s.relation))
+            let drops: Vec<String> = std::iter::once("SET lock_timeout = '10s'".to_string())
+                .chain(
+                    halves
+                        .iter()
+                        .map(|s| format!("DROP TABLE IF EXISTS {} CASCADE", s.relation)),
+                )
                 .collect();
             remote::run_best_effort(worker, &drops);
         }

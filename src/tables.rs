@@ -13,6 +13,7 @@ use pgrx::{AnyElement, PgRelation};
 use pgshard_core::hashing::{HashRange, KeyFamily};
 use pgshard_core::{ddl, layout};
 
+use crate::ddl::ShardKeys;
 use crate::error::{spi_failed, PgShardError};
 use crate::execution::workers_of;
 use crate::guc;
@@ -1415,7 +1416,6 @@ pub fn copy_reference_tables_to(worker: &Worker) {
         .filter_map(metadata::sharded_table)
         .filter(|t| t.reference)
         .collect();
-    let mut foreign_keys = String::new();
     for reference in &references {
         // SAFETY: a table lock held until the transaction ends.
         unsafe { pg_sys::LockRelationOid(reference.oid, pg_sys::ExclusiveLock as i32) };
@@ -1436,15 +1436,24 @@ pub fn copy_reference_tables_to(worker: &Worker) {
         });
         crate::shard_copy::copy_between(source, &copy, &table.column_list());
         record_placement(&copy);
-        // A reference table's keys reference only reference tables: their copies here.
+    }
+    // The keys between the copies, once every copy is filled and placed (a key finds the copy
+    // it references through the catalog), so that each is checked against complete copies.
+    // A reference table's keys reference only reference tables.
+    let mut foreign_keys = String::new();
+    for reference in &references {
+        let copy = Shard {
+            worker: worker.clone(),
+            ..reference.shards[0].clone()
+        };
         foreign_keys.push_str(&crate::ddl::shard_foreign_keys(
-            &table,
+            &describe(reference.oid),
             reference,
             &copy,
+            ShardKeys::All,
             &|_| unreachable!("a reference table references no sharded table"),
         ));
     }
-    // Once every copy is filled, so that each key is checked against complete copies.
     if let (false, Some(reference)) = (foreign_keys.is_empty(), references.first()) {
         let on_worker = Shard {
             worker: worker.clone(),

@@ -293,7 +293,9 @@ unsafe extern "C-unwind" fn on_transaction_event(
 }
 
 fn refuse_prepare() {
-    let touched = OPEN.with(|open| open.borrow().iter().any(|t| t.began));
+    // Work queued for after a commit could not run at a COMMIT PREPARED.
+    let queued = AFTER_COMMIT.with(|queue| !queue.borrow().is_empty());
+    let touched = queued || OPEN.with(|open| open.borrow().iter().any(|t| t.began));
     if touched {
         PgShardError::new(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
@@ -654,7 +656,9 @@ fn finish(committed: bool) {
 
 /// Statements for one worker, queued by [`after_commit`].
 struct AfterCommit {
-    worker: Worker,
+    /// How to connect, settled when the work was queued: the commit callback must not look
+    /// anything up in the catalog, and the role the caller ran as then may be gone by now.
+    config: Config,
     statements: Vec<String>,
     /// The warning given when they fail.
     failure: String,
@@ -662,25 +666,32 @@ struct AfterCommit {
 
 /// Runs `statements` on `worker` once the coordinator transaction has committed, never if it
 /// aborts: work that must not happen unless a catalog change of the transaction (a move's or a
-/// split's switch) is durable. They run on a connection of their own, best effort (see
-/// [`remote::run_best_effort`]); when they fail, `failure` is given as a warning.
+/// split's switch) is durable. They run in the commit, before the transaction's locks are let
+/// go, on a connection of their own, best effort (see [`remote::run_best_effort`]); when they
+/// fail (the worker cannot be reached now), `failure` is given as a warning.
 pub fn after_commit(worker: &Worker, statements: Vec<String>, failure: String) {
+    let Ok(config) = remote::worker_config(worker) else {
+        pgrx::warning!("{failure}");
+        return;
+    };
     AFTER_COMMIT.with(|queue| {
         queue.borrow_mut().push(AfterCommit {
-            worker: worker.clone(),
+            config,
             statements,
             failure,
         })
     });
 }
 
+/// Runs the queued work when the transaction committed, forgets it otherwise. Nothing here
+/// may raise an error: the transaction is already committed.
 fn run_after_commit(committed: bool) {
     let queued = AFTER_COMMIT.with(|queue| std::mem::take(&mut *queue.borrow_mut()));
     if !committed {
         return;
     }
     for work in queued {
-        if !remote::run_best_effort(&work.worker, &work.statements) {
+        if !remote::run_best_effort_with(work.config, &work.statements) {
             pgrx::warning!("{}", work.failure);
         }
     }

@@ -6,10 +6,12 @@
 --
 SELECT setval('pgshard.shard_shard_id_seq', 900001, false);
 \set VERBOSITY sqlstate
-CREATE TABLE fk_zone (zone int PRIMARY KEY);
+-- (fk_region is made before the table it references: a worker added later must give a copy
+-- its keys only once the copies they reference exist there.)
 CREATE TABLE fk_region (region int PRIMARY KEY, name text, zone int NOT NULL);
-SELECT pgshard.reference_table('fk_zone');
+CREATE TABLE fk_zone (zone int PRIMARY KEY);
 SELECT pgshard.reference_table('fk_region');
+SELECT pgshard.reference_table('fk_zone');
 INSERT INTO fk_zone VALUES (1), (2);
 INSERT INTO fk_region VALUES (1, 'north', 1), (2, 'south', 2), (3, 'east', 2);
 ALTER TABLE fk_region ADD CONSTRAINT region_zone FOREIGN KEY (zone) REFERENCES fk_zone (zone);
@@ -65,10 +67,23 @@ SELECT min(c.cid) AS moved_cid FROM fk_customer c, LATERAL pgshard.shard_for('fk
 WHERE f.shard_id = :fk_shard \gset
 INSERT INTO fk_customer VALUES (:east_cid, 3);
 
--- A move cancelled before its switch removes the tables it made on the target, although they
--- reference each other.
 \set wait_for_held 'DO $$ BEGIN FOR i IN 1..300 LOOP PERFORM 1 FROM pgshard.operation_progress WHERE phase = $p$catching up$p$; EXIT WHEN FOUND; PERFORM pg_sleep(0.1); END LOOP; END $$'
 \set wait_for_none 'DO $$ BEGIN FOR i IN 1..300 LOOP PERFORM 1 FROM pgshard.operation_progress; EXIT WHEN NOT FOUND; PERFORM pg_sleep(0.1); END LOOP; END $$'
+-- A split held before its switch: its halves get the key to fk_region only at the switch, so
+-- that a reference write meanwhile does not act on rows they have not caught up with. Here a
+-- customer leaves region 3, then region 3 is deleted, while the halves still hold the customer
+-- in region 3 (until the switch's last round). The split is then cancelled.
+\! (PGOPTIONS="-c pgshard.inject_fault=pause_before_switch" psql -X -h 127.0.0.1 -p "$PGSHARD_PORT" -d pgshard -c "SELECT * FROM pgshard.split_shard($(psql -X -At -h 127.0.0.1 -p "$PGSHARD_PORT" -d pgshard -c "SELECT min(shard_id) FROM pgshard.shards WHERE table_name = 'fk_customer'::regclass"), 'w2')" > "$PGSHARD_CLUSTER_DIR/held_fk_split.log" 2>&1 &)
+:wait_for_held;
+UPDATE fk_customer SET region = 1 WHERE cid = :east_cid;
+DELETE FROM fk_region WHERE region = 3;
+SELECT pg_cancel_backend(pid) FROM pgshard.operation_progress;
+:wait_for_none;
+\! grep -o "ERROR:  canceling statement due to user request" "$PGSHARD_CLUSTER_DIR/held_fk_split.log"
+INSERT INTO fk_region VALUES (3, 'east', 2);
+UPDATE fk_customer SET region = 3 WHERE cid = :east_cid;
+-- A move cancelled before its switch removes the tables it made on the target, although they
+-- reference each other.
 \! (PGOPTIONS="-c pgshard.inject_fault=pause_before_switch" psql -X -h 127.0.0.1 -p "$PGSHARD_PORT" -d pgshard -c "SELECT * FROM pgshard.move_shard($(psql -X -At -h 127.0.0.1 -p "$PGSHARD_PORT" -d pgshard -c "SELECT s.shard_id || ', ' || quote_literal(CASE s.worker WHEN 'w1' THEN 'w2' ELSE 'w1' END) FROM pgshard.shards s WHERE s.shard_id = (SELECT min(shard_id) FROM pgshard.shards WHERE table_name = 'fk_customer'::regclass)"))" > "$PGSHARD_CLUSTER_DIR/held_fk_move.log" 2>&1 &)
 :wait_for_held;
 SELECT pg_cancel_backend(pid) FROM pgshard.operation_progress;
