@@ -330,16 +330,29 @@ impl ShardGroup {
     /// lock. Both are coordinator locks, so a writer that holds the group's and then wants the
     /// reference table's is a deadlock PostgreSQL detects; taken before the group's, the
     /// writers in flight finish before the group's writes pause.
+    ///
+    /// The reference tables those reference are held back too, and so on: a delete that
+    /// cascades from one of them into a referenced table would reach the shards as well.
     pub(crate) fn hold_back_reference_writes(&self) {
-        let mut referenced: Vec<pg_sys::Oid> = self
+        let references = |table: &ShardedTable| {
+            crate::ddl::referenced_reference_tables(&crate::tables::describe(table.oid), table)
+        };
+        let mut referenced: Vec<pg_sys::Oid> = Vec::new();
+        let mut pending: Vec<pg_sys::Oid> = self
             .shards
             .iter()
-            .flat_map(|(table, _)| {
-                crate::ddl::referenced_reference_tables(&crate::tables::describe(table.oid), table)
-            })
+            .flat_map(|(table, _)| references(table))
             .collect();
+        while let Some(oid) = pending.pop() {
+            if referenced.contains(&oid) {
+                continue;
+            }
+            referenced.push(oid);
+            if let Some(reference) = metadata::sharded_table(oid) {
+                pending.extend(references(&reference));
+            }
+        }
         referenced.sort_unstable_by_key(|oid| oid.to_u32());
-        referenced.dedup();
         for oid in referenced {
             metadata::lock_reference_writes(oid);
         }
@@ -647,13 +660,15 @@ impl ShardGroup {
         pause_for_tests(&target);
         // The switch: writers of the group wait from here until this transaction commits.
         progress.phase(Phase::Switching);
-        let paused = Instant::now();
         self.hold_back_reference_writes();
+        let paused = Instant::now();
         self.pause_writes();
         moving.wait_for_marker(&source, &target, 2);
         if !reference_keys.is_empty() {
+            // Nothing of pgshard's writes the copies now; what could hold them is an in-doubt
+            // prepared transaction, and the pause must not wait long for it (the move fails).
             target.run(
-                &format!("SET lock_timeout = '10s'; {reference_keys} RESET lock_timeout;"),
+                &format!("SET lock_timeout = '2s'; {reference_keys} RESET lock_timeout;"),
                 "add foreign keys on",
             );
         }

@@ -426,8 +426,8 @@ impl Split {
         pause_for_tests(&connections.reader);
         // The switch: writers of the group wait from here until this transaction commits.
         progress.phase(Phase::Switching);
-        let paused = Instant::now();
         group.hold_back_reference_writes();
+        let paused = Instant::now();
         group.pause_writes();
         loop {
             let (keys, copied) = self.catch_up(&connections, round, &|_| {});
@@ -450,8 +450,9 @@ impl Split {
                 })
                 .collect();
             if !keys.is_empty() {
+                // As in a move: only an in-doubt prepared transaction could hold the copies.
                 writer.run(
-                    &format!("SET lock_timeout = '10s'; {keys} RESET lock_timeout;"),
+                    &format!("SET lock_timeout = '2s'; {keys} RESET lock_timeout;"),
                     "add foreign keys on",
                 );
             }
