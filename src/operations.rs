@@ -371,7 +371,8 @@ impl ShardGroup {
     /// Once the switch of a move or split (`operation`, of shard `shard_id`) has committed, the
     /// old shards lose their foreign keys: an old shard that still referenced its worker's
     /// reference copy would refuse the deletion there of a row that only its stale rows use.
-    /// (They go with the old shards in `cleanup_orphaned_shards` otherwise.)
+    /// (They go with the old shards in `cleanup_orphaned_shards` otherwise.) Queued before the
+    /// pause, so that its catalog reads do not lengthen it; an abort forgets it.
     pub(crate) fn drop_old_foreign_keys_after_commit(&self, operation: &str, shard_id: i64) {
         let drops: Vec<String> = self
             .shards
@@ -660,18 +661,12 @@ impl ShardGroup {
         pause_for_tests(&target);
         // The switch: writers of the group wait from here until this transaction commits.
         progress.phase(Phase::Switching);
+        self.drop_old_foreign_keys_after_commit("move", shard_id);
         self.hold_back_reference_writes();
         let paused = Instant::now();
         self.pause_writes();
         moving.wait_for_marker(&source, &target, 2);
-        if !reference_keys.is_empty() {
-            // Nothing of pgshard's writes the copies now; what could hold them is an in-doubt
-            // prepared transaction, and the pause must not wait long for it (the move fails).
-            target.run(
-                &format!("SET lock_timeout = '2s'; {reference_keys} RESET lock_timeout;"),
-                "add foreign keys on",
-            );
-        }
+        target.add_reference_keys(&reference_keys);
         for (_, shard) in &self.shards {
             Spi::run_with_args(
                 "UPDATE pgshard.placement SET worker_id = $2 WHERE shard_id = $1 AND worker_id = $3",
@@ -692,7 +687,6 @@ impl ShardGroup {
             )
             .unwrap_or_else(|e| spi_failed("could not record the old shard", e));
         }
-        self.drop_old_foreign_keys_after_commit("move", shard_id);
         Moved {
             rows,
             pause: paused.elapsed(),
@@ -827,6 +821,18 @@ impl Direct {
             SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
             _ => None,
         })
+    }
+
+    /// Adds a switch's keys to reference tables (see `ShardKeys`), if any. Nothing of pgshard's
+    /// writes the copies then; what could hold them is an in-doubt prepared transaction, and
+    /// the pause must not wait long for it (the operation fails instead).
+    pub(crate) fn add_reference_keys(&self, keys: &str) {
+        if !keys.is_empty() {
+            self.run(
+                &format!("SET lock_timeout = '2s'; {keys} RESET lock_timeout;"),
+                "add foreign keys on",
+            );
+        }
     }
 
     /// Waits, answering interrupts (a cancelled move stops here).

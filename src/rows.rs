@@ -68,9 +68,8 @@ impl TextEncoder {
         let info = match self.outputs[index].as_mut()? {
             Output::Function(info) => info,
             Output::Envelope => {
-                let mut text = Vec::new();
-                pgshard_core::byteahex::encode(&mut text, crate::encryption::datum_bytes(datum));
-                return Some(String::from_utf8(text).expect("hex digits are ASCII"));
+                let envelope = crate::encryption::datum_bytes(datum);
+                return Some(pgshard_core::byteahex::to_text(envelope));
             }
         };
         let text = pg_sys::OutputFunctionCall(info, datum);

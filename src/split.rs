@@ -189,6 +189,15 @@ enum Half {
     Upper,
 }
 
+impl SplitTable {
+    fn half(&self, half: Half) -> &Shard {
+        match half {
+            Half::Lower => &self.lower,
+            Half::Upper => &self.upper,
+        }
+    }
+}
+
 /// What a finished split reports.
 struct Done {
     rows: i64,
@@ -289,16 +298,8 @@ impl Split {
         half: Half,
         keys: ShardKeys,
     ) -> String {
-        let shard = match half {
-            Half::Lower => &t.lower,
-            Half::Upper => &t.upper,
-        };
-        crate::ddl::shard_foreign_keys(info, &t.table, shard, keys, &|referenced| {
-            let part = self.part_of(referenced);
-            match half {
-                Half::Lower => part.lower.relation.clone(),
-                Half::Upper => part.upper.relation.clone(),
-            }
+        crate::ddl::shard_foreign_keys(info, &t.table, t.half(half), keys, &|referenced| {
+            self.part_of(referenced).half(half).relation.clone()
         })
     }
 
@@ -337,12 +338,16 @@ impl Split {
         let mut upper_ddl = String::new();
         let mut lower_keys = String::new();
         let mut upper_keys = String::new();
+        let mut reference_keys = [String::new(), String::new()];
         for t in &self.tables {
             let info = crate::tables::describe(t.table.oid);
             lower_ddl.push_str(&info.shard_ddl(&t.lower));
             upper_ddl.push_str(&info.shard_ddl(&t.upper));
             lower_keys.push_str(&self.half_keys(&info, t, Half::Lower, ShardKeys::Colocated));
             upper_keys.push_str(&self.half_keys(&info, t, Half::Upper, ShardKeys::Colocated));
+            for (keys, half) in reference_keys.iter_mut().zip([Half::Lower, Half::Upper]) {
+                keys.push_str(&self.half_keys(&info, t, half, ShardKeys::ReferenceUnchecked));
+            }
         }
         let triggers_off = if lower_keys.is_empty() {
             ""
@@ -426,6 +431,7 @@ impl Split {
         pause_for_tests(&connections.reader);
         // The switch: writers of the group wait from here until this transaction commits.
         progress.phase(Phase::Switching);
+        group.drop_old_foreign_keys_after_commit("split", self.id);
         group.hold_back_reference_writes();
         let paused = Instant::now();
         group.pause_writes();
@@ -437,28 +443,9 @@ impl Split {
                 break;
             }
         }
-        for (half, writer) in [
-            (Half::Lower, &connections.lower),
-            (Half::Upper, &connections.upper),
-        ] {
-            let keys: String = self
-                .tables
-                .iter()
-                .map(|t| {
-                    let info = crate::tables::describe(t.table.oid);
-                    self.half_keys(&info, t, half, ShardKeys::ReferenceUnchecked)
-                })
-                .collect();
-            if !keys.is_empty() {
-                // As in a move: only an in-doubt prepared transaction could hold the copies.
-                writer.run(
-                    &format!("SET lock_timeout = '2s'; {keys} RESET lock_timeout;"),
-                    "add foreign keys on",
-                );
-            }
-        }
+        connections.lower.add_reference_keys(&reference_keys[0]);
+        connections.upper.add_reference_keys(&reference_keys[1]);
         self.switch_catalog();
-        group.drop_old_foreign_keys_after_commit("split", self.id);
         Done {
             rows,
             pause: paused.elapsed(),

@@ -1416,6 +1416,7 @@ pub fn copy_reference_tables_to(worker: &Worker) {
         .filter_map(metadata::sharded_table)
         .filter(|t| t.reference)
         .collect();
+    let mut copies = Vec::with_capacity(references.len());
     for reference in &references {
         // SAFETY: a table lock held until the transaction ends.
         unsafe { pg_sys::LockRelationOid(reference.oid, pg_sys::ExclusiveLock as i32) };
@@ -1436,32 +1437,26 @@ pub fn copy_reference_tables_to(worker: &Worker) {
         });
         crate::shard_copy::copy_between(source, &copy, &table.column_list());
         record_placement(&copy);
+        copies.push(copy);
     }
     // The keys between the copies, once every copy is filled and placed (a key finds the copy
     // it references through the catalog), so that each is checked against complete copies.
     // A reference table's keys reference only reference tables.
-    let mut foreign_keys = String::new();
-    for reference in &references {
-        let copy = Shard {
-            worker: worker.clone(),
-            ..reference.shards[0].clone()
-        };
-        foreign_keys.push_str(&crate::ddl::shard_foreign_keys(
-            &describe(reference.oid),
-            reference,
-            &copy,
-            ShardKeys::All,
-            &|_| unreachable!("a reference table references no sharded table"),
-        ));
-    }
-    if let (false, Some(reference)) = (foreign_keys.is_empty(), references.first()) {
-        let on_worker = Shard {
-            worker: worker.clone(),
-            ..reference.shards[0].clone()
-        };
-        run_on_workers_of(&[on_worker], "add foreign keys on", |_| {
-            foreign_keys.clone()
-        });
+    let foreign_keys: String = references
+        .iter()
+        .zip(&copies)
+        .map(|(reference, copy)| {
+            crate::ddl::shard_foreign_keys(
+                &describe(reference.oid),
+                reference,
+                copy,
+                ShardKeys::All,
+                &|_| unreachable!("a reference table references no sharded table"),
+            )
+        })
+        .collect();
+    if !foreign_keys.is_empty() {
+        run_on_workers_of(&copies, "add foreign keys on", |_| foreign_keys.clone());
     }
 }
 

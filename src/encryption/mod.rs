@@ -145,7 +145,7 @@ fn shard_column_type(type_oid: pg_sys::Oid, typmod: i32) -> String {
 
 /// A bytea literal.
 pub fn bytea_literal(bytes: &[u8]) -> String {
-    format!("'\\x{}'::bytea", hex::encode(bytes))
+    format!("'{}'::bytea", pgshard_core::byteahex::to_text(bytes))
 }
 
 /// Whether `function` (an operator's implementation) is the encrypted `=` (`Some(true)`) or

@@ -129,10 +129,7 @@ pub fn reencrypt(sealed: &[u8]) -> Option<Vec<u8>> {
 /// An envelope given as input under `pgshard.envelope_io`: hex, authenticated before it is
 /// accepted, so that only values this database's keys wrote can be restored.
 fn envelope_from_text(kind: Kind, text: &str) -> Vec<u8> {
-    let sealed = text
-        .strip_prefix("\\x")
-        .and_then(|hex_digits| hex::decode(hex_digits).ok())
-        .unwrap_or_else(|| {
+    let sealed = pgshard_core::byteahex::from_text(text).unwrap_or_else(|| {
             PgShardError::new(
                 PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
                 format!(
@@ -149,10 +146,6 @@ fn envelope_from_text(kind: Kind, text: &str) -> Vec<u8> {
 
 fn authenticate(kind: Kind, sealed: &[u8]) {
     decrypt(kind, sealed);
-}
-
-fn hex_envelope(sealed: &[u8]) -> String {
-    format!("\\x{}", hex::encode(sealed))
 }
 
 /// The blind-index tag of an envelope, whose header is checked.
@@ -184,7 +177,8 @@ unsafe fn type_out(kind: Kind, fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datu
     let sealed = arg_bytes(fcinfo, 0);
     if guc::envelope_io() {
         envelope::header(sealed).unwrap_or_else(|e| value_error(Some(kind), &e).raise());
-        let text = std::ffi::CString::new(hex_envelope(sealed)).expect("hex has no NUL");
+        let text = std::ffi::CString::new(pgshard_core::byteahex::to_text(sealed))
+            .expect("hex has no NUL");
         return pg_sys::Datum::from(pg_sys::pstrdup(text.as_ptr()));
     }
     let plain = decrypt(kind, sealed);
@@ -193,10 +187,7 @@ unsafe fn type_out(kind: Kind, fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datu
         if plain.contains(&0) {
             value_error(Some(kind), &EnvelopeError::Tampered).raise()
         }
-        let text = pg_sys::palloc(plain.len() + 1).cast::<u8>();
-        std::ptr::copy_nonoverlapping(plain.as_ptr(), text, plain.len());
-        *text.add(plain.len()) = 0;
-        return pg_sys::Datum::from(text);
+        return pg_sys::Datum::from(pg_sys::pnstrdup(plain.as_ptr().cast(), plain.len()));
     }
     let mut func = pg_sys::InvalidOid;
     let mut varlena = false;

@@ -27,6 +27,23 @@ pub fn encode(text: &mut Vec<u8>, bytes: &[u8]) {
     faster_hex::hex_encode(bytes, &mut text[2..]).expect("room for two digits per byte");
 }
 
+/// `bytes` in hex text form, as a new string.
+pub fn to_text(bytes: &[u8]) -> String {
+    let mut text = Vec::new();
+    encode(&mut text, bytes);
+    String::from_utf8(text).expect("hex digits are ASCII")
+}
+
+/// The bytes of `text` if it is exactly `\x` and an even number of hexadecimal digits.
+pub fn from_text(text: &str) -> Option<Vec<u8>> {
+    let mut bytes = Vec::new();
+    decode(text.as_bytes(), |len| {
+        bytes.resize(len, 0);
+        &mut bytes[..]
+    })?;
+    Some(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,6 +81,14 @@ mod tests {
         ] {
             assert_eq!(decoded(text), None, "{:?}", String::from_utf8_lossy(text));
         }
+    }
+
+    #[test]
+    fn strings_round_trip() {
+        assert_eq!(to_text(&[1, 0xfe]), "\\x01fe");
+        assert_eq!(from_text("\\x01FE"), Some(vec![1, 0xfe]));
+        assert_eq!(from_text("01fe"), None);
+        assert_eq!(from_text(&to_text(b"envelope")), Some(b"envelope".to_vec()));
     }
 
     #[test]
